@@ -1,0 +1,194 @@
+"""SPEC §6: the results document — row schema, summaries, strict JSON written atomically.
+
+One JSON document per run. It is rewritten (temporary file + fsync + rename) every time a volume
+finishes, so an interrupted run keeps every finished volume and a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+# The keys that identify a summary row; a cases row adds "volume".
+SUMMARY_KEYS = ("dataset", "target", "generator", "heuristic", "model_label")
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Native JSON types only: numpy scalars/arrays → Python, NaN/±inf → None, Path → str."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, str):
+        return obj
+    raise TypeError(f"cannot write {type(obj).__name__} to the results JSON: {obj!r}")
+
+
+def dumps_strict(doc: Any) -> str:
+    """Strict JSON text (no NaN/Infinity tokens; they were turned into null first)."""
+    return json.dumps(to_jsonable(doc), allow_nan=False, indent=1, sort_keys=False) + "\n"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-strict JSON constant {name} in results")
+
+
+def loads_strict(text: str) -> Any:
+    """Parse results JSON, refusing NaN/Infinity the way strict parsers do."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: str | None = None, device_name: str | None = None, cwd: Path | None = None) -> dict:
+    """What produced the numbers: versions, device, git commit, host."""
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "samradbench": _version("samradbench"),
+        "numpy": np.__version__,
+        "torch": _version("torch"),
+        "torchvision": _version("torchvision"),
+        "segment_anything": _version("segment-anything"),
+        "scikit_image": _version("scikit-image"),
+        "nibabel": _version("nibabel"),
+        "device": device,
+        "device_name": device_name,
+        "git_commit": _git_commit(cwd),
+        "started_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _quantiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"dice_mean": None, "dice_median": None, "dice_q1": None, "dice_q3": None}
+    a = np.asarray(values, dtype=np.float64)
+    q1, med, q3 = np.percentile(a, [25, 50, 75])
+    return {"dice_mean": float(a.mean()), "dice_median": float(med), "dice_q1": float(q1), "dice_q3": float(q3)}
+
+
+def _median(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None
+
+
+def summarise(cases: Iterable[dict]) -> list[dict]:
+    """One summary row per dataset × target × generator × heuristic (× model label).
+
+    Null metrics (undefined) are left out of the averages and counted in ``n_null``. Seconds per
+    slice is the generator's total wall time over the slices it ran on.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for row in cases:
+        groups.setdefault(tuple(row[k] for k in SUMMARY_KEYS), []).append(row)
+    out = []
+    for key, rows in groups.items():
+        dice = [r["dice"] for r in rows if r["dice"] is not None]
+        gen_seconds = sum(r["generator_seconds"] for r in rows)
+        gen_slices = sum(r["n_slices_generated"] for r in rows)
+        enc = [r["encode_seconds"] for r in rows if r.get("encode_seconds") is not None]
+        summary = dict(zip(SUMMARY_KEYS, key))
+        summary.update(
+            n_volumes=len(rows),
+            n_null=len(rows) - len(dice),
+            **_quantiles(dice),
+            dice_pos_median=_median([r["dice_pos"] for r in rows if r["dice_pos"] is not None]),
+            fraction_detected_median=_median(
+                [r["fraction_detected"] for r in rows if r["fraction_detected"] is not None]
+            ),
+            n_slices_generated=gen_slices,
+            seconds_per_slice=(gen_seconds / gen_slices) if gen_slices else None,
+            encode_seconds_per_slice=(sum(enc) / gen_slices) if (enc and gen_slices) else None,
+        )
+        out.append(summary)
+    return out
+
+
+@dataclass
+class ResultsDocument:
+    """The run's JSON document, flushed to ``path`` after every change."""
+
+    path: Path
+    environment: dict
+    config: dict
+    cases: list[dict] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "environment": self.environment,
+            "config": self.config,
+            "cases": self.cases,
+            "summary": summarise(self.cases),
+            "failures": self.failures,
+        }
+
+    def add_cases(self, rows: list[dict]) -> None:
+        self.cases.extend(to_jsonable(rows))
+        self.flush()
+
+    def add_failure(self, **failure: Any) -> None:
+        self.failures.append(to_jsonable(failure))
+        self.flush()
+
+    def flush(self) -> None:
+        write_atomic(self.path, dumps_strict(self.as_dict()))
