@@ -1,0 +1,438 @@
+"""pytest plugin: turns the runner into parametrised benchmark cases.
+
+Fixture-first, like pytest-benchmark: a test asks for ``bench_case`` (one dataset × target ×
+generator × heuristic, parametrised here) and ``samrad`` (the session's shared runner and results
+document). Options live in the ``samradbench`` group of ``pytest --help``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .config import RANDOM_INIT_ARCHITECTURES, SAM_ARCHITECTURES, SamConfig, SuperpixelConfig, as_jsonable
+from .errors import SamradbenchError
+from .generators import GENERATOR_NAMES, SAM_GENERATORS, build_baseline
+from .results import ResultsDocument, environment
+from .selection import HEURISTICS, get_heuristic
+
+DATA_ROOT_ENV = "SAMRADBENCH_DATA_ROOT"
+DEFAULT_RESULTS = Path("results") / "samradbench.json"
+NO_SAM_REASON = (
+    "no SAM model: pass --sam-checkpoint PATH (real weights), "
+    "or --sam-random-init vit_tiny to exercise the architecture with random weights"
+)
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("samradbench", "samradbench: SAM on radiology volumes")
+    g.addoption("--data-root", default=None, metavar="PATH",
+                help=f"folder of MSD task folders / paired folders (or one dataset folder); env {DATA_ROOT_ENV}; "
+                     "default: the embedded synthetic data in fixtures/default (generated on first use)")
+    g.addoption("--generators", default=",".join(GENERATOR_NAMES), metavar="LIST",
+                help=f"comma-separated generators to run (default: {','.join(GENERATOR_NAMES)})")
+    g.addoption("--heuristics", default=",".join(HEURISTICS), metavar="LIST",
+                help="comma-separated selection heuristics (default: all four)")
+    g.addoption("--max-volumes", type=int, default=None, metavar="N",
+                help="use at most the first N volumes of each dataset (default: all)")
+    g.addoption("--results-json", default=str(DEFAULT_RESULTS), metavar="PATH",
+                help=f"results document, rewritten atomically as volumes finish (default: {DEFAULT_RESULTS})")
+    g.addoption("--sam-checkpoint", default=None, metavar="PATH", help="SAM weights (.pth) for sam-auto / sam-seeded")
+    g.addoption("--sam-model", default=None, choices=SAM_ARCHITECTURES,
+                help="SAM architecture of the checkpoint (default: inferred from the weights)")
+    g.addoption("--sam-random-init", default=None, choices=RANDOM_INIT_ARCHITECTURES,
+                help="build this SAM architecture with seeded random weights (results labelled random-init; "
+                     "quality thresholds default to 0)")
+    g.addoption("--sam-seed", type=int, default=0, help="seed of --sam-random-init weights (default 0)")
+    g.addoption("--sam-allow-unsafe-pickle", action="store_true",
+                help="allow checkpoints that need full pickle loading (weights_only=False); only for files you trust")
+    g.addoption("--device", default="auto", help="auto (cuda if present, else cpu), cpu, cuda, cuda:N")
+    g.addoption("--points-per-side", type=int, default=32, help="sam-auto point grid (default 32, as the paper)")
+    g.addoption("--seed-grid", type=int, default=3, help="sam-seeded n x n seeds (default 3; 4 gives 16 points)")
+    g.addoption("--points-per-batch", type=int, default=64, help="SAM prompts decoded per batch (default 64)")
+    g.addoption("--pred-iou-thresh", type=float, default=None, help="default 0.88 (0 with --sam-random-init)")
+    g.addoption("--stability-score-thresh", type=float, default=None, help="default 0.95 (0 with --sam-random-init)")
+    g.addoption("--normalisation", default="volume", choices=("volume", "slice"),
+                help="min-max over the volume (default) or each slice")
+    g.addoption("--ct-window", default=None, metavar="LEVEL,WIDTH", help="clip to a window before scaling, e.g. 40,400")
+    g.addoption("--slice-axis-rule", default="smallest", choices=("smallest", "spacing"),
+                help="slice along the smallest axis (default, ties to the last) or the largest spacing")
+    g.addoption("--no-skip-empty-slices", action="store_true",
+                help="run truth-independent generators on slices without ground truth too (metrics are identical)")
+
+
+def _parse_list(value: str, allowed, what: str) -> tuple[str, ...]:
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    for v in items:
+        if v not in allowed:
+            raise pytest.UsageError(f"unknown {what} {v!r}; expected some of: {', '.join(allowed)}")
+    return items
+
+
+def _parse_window(value: str | None) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    try:
+        level, width = (float(x) for x in value.split(","))
+    except ValueError:
+        raise pytest.UsageError(f"--ct-window takes LEVEL,WIDTH (e.g. 40,400), got {value!r}") from None
+    if width <= 0:
+        raise pytest.UsageError(f"--ct-window width must be positive, got {width}")
+    return level, width
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the options say, read once at the edge."""
+
+    data_root: Path | None
+    generators: tuple[str, ...]
+    heuristics: tuple[str, ...]
+    max_volumes: int | None
+    results_json: Path
+    sam: SamConfig | None
+    run: Any  # runner.RunOptions
+    allow_unsafe_pickle: bool
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> "Settings":
+        from .runner import RunOptions
+
+        opt = config.getoption
+        root = opt("--data-root") or os.environ.get(DATA_ROOT_ENV) or None
+        ckpt, rand = opt("--sam-checkpoint"), opt("--sam-random-init")
+        if ckpt and rand:
+            raise pytest.UsageError("pass either --sam-checkpoint or --sam-random-init, not both")
+        if ckpt and not Path(ckpt).is_file():
+            raise pytest.UsageError(f"--sam-checkpoint {ckpt}: no such file")
+        if opt("--max-volumes") is not None and opt("--max-volumes") < 1:
+            raise pytest.UsageError("--max-volumes must be at least 1")
+        sam = None
+        if ckpt or rand:
+            sam = SamConfig(
+                checkpoint=Path(ckpt) if ckpt else None,
+                model_type=opt("--sam-model"),
+                random_init=rand,
+                random_seed=opt("--sam-seed"),
+                device=opt("--device"),
+                points_per_side=opt("--points-per-side"),
+                seed_grid=opt("--seed-grid"),
+                points_per_batch=opt("--points-per-batch"),
+                pred_iou_thresh=opt("--pred-iou-thresh"),
+                stability_score_thresh=opt("--stability-score-thresh"),
+            )
+        return cls(
+            data_root=Path(root).expanduser() if root else None,
+            generators=_parse_list(opt("--generators"), GENERATOR_NAMES, "generator"),
+            heuristics=tuple(
+                get_heuristic(h).name for h in _parse_list(
+                    opt("--heuristics"), tuple(HEURISTICS) + tuple(h.test_id for h in HEURISTICS.values()), "heuristic")
+            ),
+            max_volumes=opt("--max-volumes"),
+            results_json=Path(opt("--results-json")),
+            sam=sam,
+            run=RunOptions(
+                normalisation=opt("--normalisation"),
+                ct_window=_parse_window(opt("--ct-window")),
+                axis_rule=opt("--slice-axis-rule"),
+                skip_empty_slices=not opt("--no-skip-empty-slices"),
+            ),
+            allow_unsafe_pickle=opt("--sam-allow-unsafe-pickle"),
+        )
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One benchmark case: a dataset × target × generator × heuristic."""
+
+    dataset: str
+    target: str
+    generator: str
+    heuristic: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.dataset}/{self.target}-{self.generator}-{HEURISTICS[self.heuristic].test_id}"
+
+
+@dataclass
+class CaseOutcome:
+    """What a benchmark case gets back: its per-volume rows, its summary row, the generator's seconds
+    per slice, and the volumes that failed (with reasons) or lacked the target."""
+
+    case: BenchCase
+    rows: list[dict]
+    summary: dict | None
+    slice_seconds: list[float]
+    failures: list[dict]
+    absent: list[str]
+
+
+@dataclass
+class _Computed:
+    """All rows of one dataset × generator, for every target and heuristic selected this session."""
+
+    rows: list[dict] = field(default_factory=list)
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    failures: list[dict] = field(default_factory=list)
+    absent: dict[str, list[str]] = field(default_factory=dict)
+
+
+def model_label(model: dict) -> str:
+    """Short, honest model name for tables: random weights always say so."""
+    if model.get("weights") == "random-init":
+        return f"random-init {model.get('architecture')} seed {model.get('seed')}"
+    if model.get("checkpoint"):
+        return f"{model.get('architecture')} {model['checkpoint']}"
+    return str(model.get("weights") or model.get("architecture"))
+
+
+class BenchSession:
+    """The session's shared state: settings, datasets, generators (built once), the results document."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.settings = Settings.from_config(config)
+        self._datasets = None
+        self._sam: dict | None = None
+        self._sam_error: str | None = None
+        self._baselines: dict = {}
+        self._computed: dict[tuple[str, str], _Computed] = {}
+        self._wanted: dict[tuple[str, str], tuple[set, set]] = {}
+        self.document: ResultsDocument | None = None
+
+    # -- data
+    def data_root(self) -> Path:
+        if self.settings.data_root is not None:
+            return self.settings.data_root
+        from .synthetic import write_default_data
+
+        return write_default_data(Path(self.config.rootpath) / "fixtures" / "default")
+
+    def datasets(self) -> dict:
+        if self._datasets is None:
+            from .datasets import discover_datasets
+
+            root = self.data_root()
+            try:
+                found = discover_datasets(root)
+            except SamradbenchError as exc:
+                raise pytest.UsageError(f"--data-root {root}: {exc}") from None
+            self._datasets = {d.name: d for d in found}
+        return self._datasets
+
+    def all_cases(self) -> list[BenchCase]:
+        return [
+            BenchCase(d.name, t.name, g, h)
+            for d in self.datasets().values()
+            for t in d.targets
+            for g in self.settings.generators
+            for h in self.settings.heuristics
+        ]
+
+    def want(self, cases: list[BenchCase]) -> None:
+        """Record which targets and heuristics the selected cases need, per dataset × generator."""
+        for c in cases:
+            targets, heuristics = self._wanted.setdefault((c.dataset, c.generator), (set(), set()))
+            targets.add(c.target)
+            heuristics.add(c.heuristic)
+
+    # -- generators
+    def generator(self, name: str):
+        if name not in SAM_GENERATORS:
+            if name not in self._baselines:
+                self._baselines[name] = build_baseline(name, SuperpixelConfig())
+            return self._baselines[name]
+        if self.settings.sam is None:
+            pytest.skip(NO_SAM_REASON)
+        if self._sam_error:
+            pytest.fail(self._sam_error, pytrace=False)
+        if self._sam is None:
+            from .generators.sam import build_sam_generators
+
+            try:
+                self._sam = build_sam_generators(
+                    self.settings.sam, tuple(g for g in self.settings.generators if g in SAM_GENERATORS),
+                    allow_unsafe_pickle=self.settings.allow_unsafe_pickle,
+                )
+            except SamradbenchError as exc:
+                self._sam_error = f"SAM model could not be built: {exc}"
+                pytest.fail(self._sam_error, pytrace=False)
+        return self._sam[name]
+
+    # -- results
+    def _document(self) -> ResultsDocument:
+        if self.document is None:
+            s = self.settings
+            device = device_name = None
+            if self._sam:
+                model = next(iter(self._sam.values())).describe()["model"]
+                device, device_name = model.get("device"), model.get("device_name")
+            self.document = ResultsDocument(
+                path=s.results_json,
+                environment=environment(device, device_name, cwd=Path(self.config.rootpath)),
+                config={
+                    "data_root": str(self.data_root()),
+                    "generators": list(s.generators),
+                    "heuristics": list(s.heuristics),
+                    "max_volumes": s.max_volumes,
+                    "sam": as_jsonable(s.sam) if s.sam else None,
+                    "run": as_jsonable(s.run),
+                    "generator_descriptions": {},
+                },
+            )
+        return self.document
+
+    def _progress(self, text: str) -> None:
+        capman = self.config.pluginmanager.getplugin("capturemanager")
+        tr = self.config.pluginmanager.getplugin("terminalreporter")
+        if tr is None:
+            return
+        if capman is not None:
+            with capman.global_and_fixture_disabled():
+                tr.write_line(f"[samradbench] {text}")
+        else:
+            tr.write_line(f"[samradbench] {text}")
+
+    def _compute(self, dataset_name: str, generator_name: str) -> _Computed:
+        from .runner import prepare_volume, run_volume
+
+        dataset = self.datasets()[dataset_name]
+        generator = self.generator(generator_name)
+        targets_wanted, heuristics_wanted = self._wanted.get((dataset_name, generator_name), (set(), set()))
+        targets = [t for t in dataset.targets if t.name in targets_wanted]
+        heuristics = [h for h in HEURISTICS if h in heuristics_wanted]
+        doc = self._document()
+        description = generator.describe()
+        doc.config["generator_descriptions"][generator_name] = description
+        model = description["model"]
+        label = model_label(model)
+        out = _Computed(seconds={t.name: [] for t in targets}, absent={t.name: [] for t in targets})
+        refs = dataset.cases[: self.settings.max_volumes] if self.settings.max_volumes else dataset.cases
+        for i, ref in enumerate(refs, 1):
+            t0 = time.perf_counter()
+            try:
+                volume = prepare_volume(dataset, ref, self.settings.run)
+                result = run_volume(volume, targets, generator, heuristics, self.settings.run)
+            except (SamradbenchError, ValueError, OSError, RuntimeError, MemoryError) as exc:
+                failure = {"dataset": dataset_name, "volume": ref.case_id, "generator": generator_name,
+                           "reason": f"{type(exc).__name__}: {exc}"}
+                out.failures.append(failure)
+                doc.add_failure(**failure)
+                self._progress(f"{dataset_name} · {generator_name} · {ref.case_id} ({i}/{len(refs)}): FAILED {failure['reason']}")
+                continue
+            volume_meta = {k: volume.meta.get(k) for k in (
+                "slice_axis", "slice_axis_rule", "normalisation", "ct_window", "intensity_min", "intensity_max",
+                "nonfinite_voxels", "channel", "channel_name", "original_shape", "shape", "orientation",
+                "label_values", "spacing")}
+            rows = [
+                {"dataset": dataset_name, "volume": ref.case_id, "generator": generator_name,
+                 "model": model, "model_label": label, **row, "volume_info": volume_meta}
+                for row in result.rows
+            ]
+            doc.add_cases(rows)
+            out.rows.extend(rows)
+            for t, secs in result.slice_seconds.items():
+                out.seconds[t].extend(secs)
+            for t in result.absent_targets:
+                out.absent[t].append(ref.case_id)
+            calls = max((len(s) for s in result.slice_seconds.values()), default=0)
+            self._progress(
+                f"{dataset_name} · {generator_name} · {ref.case_id} ({i}/{len(refs)}): "
+                f"{volume.n_slices} slices, {calls} generator calls, {time.perf_counter() - t0:.1f} s"
+            )
+        return out
+
+    def outcome(self, case: BenchCase) -> CaseOutcome:
+        """The case's results, computing its dataset × generator once for all selected cases."""
+        key = (case.dataset, case.generator)
+        if key not in self._wanted:
+            self.want([case])
+        if key not in self._computed:
+            self._computed[key] = self._compute(*key)
+        comp = self._computed[key]
+        rows = [r for r in comp.rows if r["target"] == case.target and r["heuristic"] == case.heuristic]
+        from .results import summarise
+
+        summary = summarise(rows)
+        return CaseOutcome(case, rows, summary[0] if summary else None, comp.seconds.get(case.target, []),
+                           comp.failures, comp.absent.get(case.target, []))
+
+
+# ----------------------------------------------------------------------------- hooks
+
+_SESSION_KEY = pytest.StashKey[BenchSession]()
+
+
+def _session(config: pytest.Config) -> BenchSession:
+    if _SESSION_KEY not in config.stash:
+        config.stash[_SESSION_KEY] = BenchSession(config)
+    return config.stash[_SESSION_KEY]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "bench_case" in metafunc.fixturenames:
+        cases = _session(metafunc.config).all_cases()
+        metafunc.parametrize("bench_case", cases, ids=[c.id for c in cases])
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    cases = [item.callspec.params["bench_case"] for item in session.items
+             if hasattr(item, "callspec") and "bench_case" in item.callspec.params]
+    if cases:
+        _session(session.config).want(cases)
+
+
+@pytest.fixture(scope="session")
+def samrad(request: pytest.FixtureRequest) -> BenchSession:
+    """The session's benchmark runner: ``samrad.outcome(bench_case)`` gives a case's results."""
+    return _session(request.config)
+
+
+def record_generator_seconds(benchmark, seconds: list[float]) -> None:
+    """Put the generator's measured seconds per slice into pytest-benchmark's stats, one round per slice.
+
+    The generator ran once per slice for every heuristic case at once, so its clock readings are
+    recorded here rather than re-running it under ``benchmark(...)``. Uses pytest-benchmark's
+    ``_make_stats`` (tested against the bounded pytest-benchmark version in tests/test_plugin.py).
+    """
+    if benchmark is None:
+        return
+    benchmark._mode = "samradbench: generator seconds per slice"
+    if getattr(benchmark, "disabled", False) or not seconds:
+        return
+    stats = benchmark._make_stats(1)
+    for s in seconds:
+        stats.update(s)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if _SESSION_KEY not in config.stash:
+        return
+    bench = config.stash[_SESSION_KEY]
+    doc = bench.document
+    if doc is None:
+        return
+    from .report import summary_table
+
+    tr = terminalreporter
+    tr.section("samradbench summary")
+    tr.write_line(summary_table(doc.as_dict()["summary"]))
+    if any(r.get("model", {}).get("weights") == "random-init" for r in doc.cases):
+        tr.write_line("NOTE: random-init rows use untrained SAM weights; they check the pipeline, "
+                      "not SAM's segmentation quality.")
+    for f in doc.failures:
+        tr.write_line(f"FAILED volume {f['dataset']}/{f['volume']} ({f['generator']}): {f['reason']}")
+    tr.write_line(f"results: {doc.path}")

@@ -1,0 +1,111 @@
+"""The pytest plugin end to end, run in isolated pytest sessions with ``pytester``.
+
+Each session runs the repository's own benchmark module on the embedded synthetic data (oracle and
+superpixels only, so no model weights are needed) and checks what a user sees: ids selectable with
+-k, the SAM skip reason, the JSON document, the printed table, pytest-benchmark's JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from samradbench.results import loads_strict
+from samradbench.synthetic import write_default_data
+
+pytest_plugins = ["pytester"]
+
+BENCH_MODULE = Path(__file__).resolve().parents[1] / "benchmarks" / "test_segmentation.py"
+
+
+@pytest.fixture(scope="module")
+def default_data(tmp_path_factory) -> Path:
+    return write_default_data(tmp_path_factory.mktemp("default-data"))
+
+
+@pytest.fixture
+def bench(pytester, default_data):
+    pytester.makepyfile(test_segmentation=BENCH_MODULE.read_text())
+
+    def run(*args, data_root=default_data):
+        return pytester.runpytest("-p", "no:cacheprovider", "--data-root", str(data_root),
+                                  "--results-json", "r.json", *args)
+
+    return run
+
+
+def _table_rows(stdout: str) -> list[list[str]]:
+    lines = stdout.split("samradbench summary", 1)[1].splitlines()
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines if line.startswith("|")]
+    return [r for r in rows[1:] if not set(r[0]) <= {"-", ":"}]  # drop header and rule
+
+
+def test_k_selects_dataset_target_generator_heuristic(bench, pytester):
+    result = bench("--generators", "oracle,superpixels", "-k", "prostate and pz and oracle and best", "-q")
+    result.assert_outcomes(passed=1)
+    doc = loads_strict((pytester.path / "r.json").read_text())
+    assert {(r["dataset"], r["target"], r["generator"], r["heuristic"]) for r in doc["cases"]} == {
+        ("prostate", "pz", "oracle", "best")
+    }
+    assert len(doc["cases"]) == 3  # the three synthetic prostate volumes
+
+
+def test_sam_cases_skip_naming_the_option(bench):
+    result = bench("--generators", "sam-auto,sam-seeded", "-k", "spleen", "-rs")
+    result.assert_outcomes(skipped=8)
+    assert "--sam-checkpoint" in result.stdout.str()
+
+
+def test_json_summary_equals_printed_table_and_benchmark_json(bench, pytester):
+    result = bench("--generators", "oracle,superpixels", "--benchmark-json", "bench.json")
+    result.assert_outcomes(passed=2 * 4 * (3 + 1))  # (prostate pz, tz, gland + spleen) × 2 gens × 4 heuristics
+    doc = loads_strict((pytester.path / "r.json").read_text())
+    assert set(doc) >= {"schema_version", "environment", "config", "cases", "summary", "failures"}
+    table = _table_rows(result.stdout.str())
+    assert len(table) == len(doc["summary"])
+    by_key = {(r[0], r[1], r[2], r[3]): r for r in table}
+    for s in doc["summary"]:
+        row = by_key[(s["dataset"], s["target"], s["generator"], s["heuristic"])]
+        assert row[5] == str(s["n_volumes"]) and row[6] == str(s["n_null"])
+        assert row[7] == format(s["dice_mean"], ".3f")
+        assert row[8] == format(s["dice_median"], ".3f")
+    oracle_all = [s for s in doc["summary"] if s["generator"] == "oracle" and s["heuristic"] == "all"]
+    assert oracle_all and all(s["dice_mean"] == 1.0 for s in oracle_all)
+
+    bench_json = json.loads((pytester.path / "bench.json").read_text())
+    entry = next(b for b in bench_json["benchmarks"] if b["param"] == "spleen/spleen-superpixels-all")
+    case_rows = [r for r in doc["cases"] if r["dataset"] == "spleen" and r["generator"] == "superpixels"
+                 and r["heuristic"] == "all"]
+    assert entry["stats"]["rounds"] == sum(r["n_slices_generated"] for r in case_rows)
+    assert entry["extra_info"]["dice_mean"] == pytest.approx(
+        sum(r["dice"] for r in case_rows) / len(case_rows))
+
+
+def test_corrupt_volume_is_recorded_and_others_survive(bench, pytester, default_data, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(default_data / "Task09_Spleen", root / "Task09_Spleen")
+    victim = sorted((root / "Task09_Spleen" / "imagesTr").glob("*.nii.gz"))[0]
+    victim.write_bytes(b"<html>not a volume</html>")
+    result = bench("--generators", "oracle", "-k", "all", data_root=root)
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert victim.name.split(".")[0] in out and "could not be processed" in out
+    doc = loads_strict((pytester.path / "r.json").read_text())
+    assert len(doc["failures"]) == 1 and victim.name in doc["failures"][0]["reason"]
+    assert len(doc["cases"]) == 1 and doc["cases"][0]["dice"] == 1.0
+
+
+def test_bad_data_root_is_one_usage_error(bench, tmp_path):
+    result = bench(data_root=tmp_path / "nowhere")
+    assert result.ret != 0
+    assert re.search(r"--data-root .*nowhere", result.stderr.str() + result.stdout.str())
+
+
+def test_ids_never_contain_characters_k_cannot_type(bench):
+    result = bench("--generators", "oracle", "--collect-only", "-q")
+    ids = [line for line in result.stdout.lines if "test_segmentation[" in line]
+    assert ids and all(">" not in i and " " not in i.split("[", 1)[1] for i in ids)
