@@ -42,7 +42,14 @@ def as_segment_stack(segments: np.ndarray, shape: tuple[int, ...]) -> np.ndarray
     Never resizes or broadcasts: a (256, 256) low-resolution mask against a (320, 260) slice is a
     ValueError naming both shapes. Non-boolean masks (0/1, 0/255) count as "nonzero = inside".
     """
+    if isinstance(segments, (list, tuple)) and any(isinstance(s, dict) for s in segments):
+        raise ValueError(
+            "segments must be boolean (N, H, W) masks (SAM output_mode='binary_mask'); "
+            "got RLE/record dicts, which are not decoded here"
+        )
     segs = np.asarray(segments)
+    if segs.dtype == object:
+        raise ValueError(f"segments must be a numeric or boolean (N, H, W) stack, got an object array of shape {segs.shape}")
     if segs.ndim == 2:
         segs = segs[None]
     if segs.ndim != 3:

@@ -1,0 +1,184 @@
+"""The runner with stub generators: failure cases from the field that concern the joined pipeline."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from samradbench.datasets import discover_datasets
+from samradbench.generators.base import Proposals
+from samradbench.runner import RunOptions, prepare_volume, run_volume
+from samradbench.selection import HEURISTICS
+from samradbench.synthetic import SyntheticCase, write_msd_dataset
+
+ALL = tuple(HEURISTICS)
+SHARED_DATA = Path(os.environ.get("SAMRADBENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+class Stub:
+    """A generator that returns fixed masks and records what it was given."""
+
+    name = "stub"
+
+    def __init__(self, masks_for=lambda rgb, truth: np.zeros((0, *rgb.shape[:2]), bool), uses_truth=False):
+        self.masks_for = masks_for
+        self.uses_truth = uses_truth
+        self.calls: list[np.ndarray] = []
+
+    def describe(self):
+        return {"generator": self.name, "model": {"weights": "stub"}, "config": {}}
+
+    def generate(self, rgb, truth):
+        self.calls.append(rgb.copy())
+        return Proposals(self.masks_for(rgb, truth))
+
+    def synchronize(self):
+        pass
+
+
+def _dataset(tmp_path: Path, image: np.ndarray, label: np.ndarray, labels=None):
+    labels = labels or {"0": "background", "1": "organ"}
+    write_msd_dataset(tmp_path / "Task99_Stub", [SyntheticCase("c0", image, label.astype(np.uint8))], labels, {"0": "CT"})
+    (ds,) = discover_datasets(tmp_path / "Task99_Stub")
+    return ds
+
+
+def _run(ds, generator, options=RunOptions(), heuristics=ALL):
+    vol = prepare_volume(ds, ds.cases[0], options)
+    return vol, run_volume(vol, ds.targets, generator, heuristics, options)
+
+
+def test_b01_int16_ct_reaches_the_generator_as_uint8_rgb(tmp_path):
+    """B01: int16 HU in [-1024, 3071]; every slice given to SAM is (64, 64, 3) uint8 with equal channels,
+    -1024 maps to 0 and 3071 to 255."""
+    rng = np.random.default_rng(0)
+    vol = rng.integers(-1024, 3072, size=(64, 64, 8), dtype=np.int16)
+    vol[0, 0, 0], vol[5, 6, 7] = -1024, 3071
+    label = np.zeros((64, 64, 8), np.uint8)
+    label[20:30, 20:30, 3:5] = 1
+    stub = Stub()
+    _run(_dataset(tmp_path, vol, label), stub, RunOptions(skip_empty_slices=False))
+    assert len(stub.calls) == 8
+    for rgb in stub.calls:
+        assert rgb.dtype == np.uint8 and rgb.shape == (64, 64, 3)
+        assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
+    assert min(c.min() for c in stub.calls) == 0 and max(c.max() for c in stub.calls) == 255
+    assert stub.calls[0][0, 0, 0] == 0 and stub.calls[7][5, 6, 0] == 255
+
+
+def test_b04_constant_volume_no_warning_no_nan(tmp_path):
+    """B04(a): an all-zero volume with an all-zero label runs under warnings-as-errors; the target is
+    absent, so the volume is left out for it and counted (SPEC §1), not scored."""
+    vol = np.zeros((16, 16, 4), np.float32)
+    ds = _dataset(tmp_path, vol, np.zeros((16, 16, 4), np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepared, result = _run(ds, Stub(), RunOptions(skip_empty_slices=False))
+    assert prepared.image_u8.dtype == np.uint8 and not prepared.image_u8.any()
+    assert result.rows == [] and result.absent_targets == ["organ"]
+
+
+def _square_case(tmp_path, shape=(32, 32, 4), rows=slice(10, 16), cols=slice(10, 16), slices=(1, 2)):
+    rng = np.random.default_rng(1)
+    vol = rng.normal(size=shape).astype(np.float32)
+    label = np.zeros(shape, np.uint8)
+    for k in slices:
+        label[rows, cols, k] = 1
+    return _dataset(tmp_path, vol, label)
+
+
+def test_b07_no_segments_every_heuristic_selects_nothing(tmp_path):
+    """B07: generate() returns no segments on every slice: Dice 0, fraction 0, Dice_pos null."""
+    _, result = _run(_square_case(tmp_path), Stub())
+    assert {r["heuristic"] for r in result.rows} == set(ALL)
+    for r in result.rows:
+        assert r["dice"] == 0.0 and r["fraction_detected"] == 0.0
+        assert r["dice_pos"] is None and r["n_slices_selected"] == 0
+        assert r["tp"] == 0 and r["fn"] == 72  # 6 × 6 × 2 truth voxels
+
+
+def test_b09_rle_records_are_refused_with_a_clear_error(tmp_path):
+    rle = [{"size": [32, 32], "counts": "abc"}]
+    with pytest.raises(ValueError, match="binary_mask"):
+        _run(_square_case(tmp_path), Stub(lambda rgb, truth: rle))
+
+
+def test_b12_best_picks_the_truth_mask_and_records_its_index(tmp_path):
+    """B12: m0 = a 2×2 part of the truth, m1 = the 6×6 truth, m2 = the whole frame; IoUs 4/36, 1, 36/1024.
+    best → m1 (index 1), Dice 1."""
+    ds = _square_case(tmp_path)
+
+    def three(rgb, truth):
+        m0 = np.zeros((32, 32), bool)
+        m0[10:12, 10:12] = True
+        m1 = np.zeros((32, 32), bool)
+        m1[10:16, 10:16] = True
+        return np.stack([m0, m1, np.ones((32, 32), bool)])
+
+    _, result = _run(ds, Stub(three), heuristics=("best", "all"))
+    best = next(r for r in result.rows if r["heuristic"] == "best")
+    assert best["dice"] == 1.0 and best["slices"]["best_index"] == [1, 1]
+    every = next(r for r in result.rows if r["heuristic"] == "all")
+    assert every["dice"] == pytest.approx(2 * 72 / (72 + 2 * 1024))  # the full frame on 2 slices
+
+
+def test_b13_low_resolution_masks_are_refused_not_resized(tmp_path):
+    ds = _square_case(tmp_path, shape=(64, 52, 3), slices=(1,))
+    with pytest.raises(ValueError, match=r"\(16, 16\).*\(64, 52\)"):
+        _run(ds, Stub(lambda rgb, truth: np.ones((1, 16, 16), bool)))
+
+
+def test_b15_generator_runs_once_per_slice_for_all_targets_and_heuristics(tmp_path):
+    """Two targets × four heuristics, truth in slices 1-2 of 4: two calls (skip on), four (skip off)."""
+    shape = (32, 32, 4)
+    label = np.zeros(shape, np.uint8)
+    label[4:10, 4:10, 1] = 1
+    label[20:26, 20:26, 2] = 2
+    ds = _dataset(tmp_path, np.random.default_rng(2).normal(size=shape).astype(np.float32), label,
+                  {"0": "background", "1": "a", "2": "b"})
+    stub = Stub(lambda rgb, truth: np.ones((1, 32, 32), bool))
+    _, result = _run(ds, stub)
+    assert len(stub.calls) == 2 and len(result.rows) == 2 * 4
+    stub_all = Stub(lambda rgb, truth: np.ones((1, 32, 32), bool))
+    _, result_all = _run(ds, stub_all, RunOptions(skip_empty_slices=False))
+    assert len(stub_all.calls) == 4
+
+
+def test_truth_generators_run_once_per_slice_with_truth_per_target(tmp_path):
+    shape = (32, 32, 4)
+    label = np.zeros(shape, np.uint8)
+    label[4:10, 4:10, 1] = 1
+    label[20:26, 20:26, 1:3] = 2
+    ds = _dataset(tmp_path, np.zeros(shape, np.float32), label, {"0": "background", "1": "a", "2": "b"})
+    stub = Stub(lambda rgb, truth: truth[None], uses_truth=True)
+    _, result = _run(ds, stub)
+    assert len(stub.calls) == 1 + 2  # target a: slice 1; target b: slices 1, 2
+    assert all(r["dice"] == 1.0 for r in result.rows)
+
+
+METRIC_KEYS = ("dice", "iou", "dice_pos", "fraction_detected", "tp", "fp", "fn", "truth_voxels",
+               "n_slices", "n_slices_truth", "n_slices_selected", "slices")
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared real data not found at {SHARED_DATA}")
+@pytest.mark.parametrize("folder", ["Task04_Hippocampus", "ProstateX_T2W_Zones", "Task09_Spleen"])
+def test_skipping_empty_slices_leaves_metrics_identical_on_real_volumes(folder):
+    """Issue 4 item 1: superpixels (truth-independent) with and without the empty-slice skip."""
+    from samradbench.generators import build_baseline
+
+    (ds,) = discover_datasets(SHARED_DATA / folder)
+    gen = build_baseline("superpixels")
+    for ref in ds.cases[:2]:
+        runs = []
+        for skip in (True, False):
+            opts = RunOptions(skip_empty_slices=skip)
+            vol = prepare_volume(ds, ref, opts)
+            runs.append(run_volume(vol, ds.targets, gen, ALL, opts))
+        with_skip, without = runs
+        assert [{k: r[k] for k in METRIC_KEYS} for r in with_skip.rows] == \
+               [{k: r[k] for k in METRIC_KEYS} for r in without.rows]
+        assert with_skip.rows[0]["n_slices_generated"] < without.rows[0]["n_slices_generated"]
