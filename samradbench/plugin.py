@@ -19,7 +19,7 @@ import pytest
 from .config import RANDOM_INIT_ARCHITECTURES, SAM_ARCHITECTURES, SamConfig, SuperpixelConfig, as_jsonable
 from .errors import SamradbenchError
 from .generators import GENERATOR_NAMES, SAM_GENERATORS, build_baseline
-from .results import ResultsDocument, environment
+from .results import ResultsDocument, environment, to_jsonable
 from .selection import HEURISTICS, get_heuristic
 
 DATA_ROOT_ENV = "SAMRADBENCH_DATA_ROOT"
@@ -66,6 +66,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--ct-window", default=None, metavar="LEVEL,WIDTH", help="clip to a window before scaling, e.g. 40,400")
     g.addoption("--slice-axis-rule", default="smallest", choices=("smallest", "spacing"),
                 help="slice along the smallest axis (default, ties to the last) or the largest spacing")
+    g.addoption("--resume", action="store_true",
+                help="keep the finished volumes of an interrupted run in --results-json (same configuration "
+                     "and model required) and compute only the rest")
     g.addoption("--no-skip-empty-slices", action="store_true",
                 help="run truth-independent generators on slices without ground truth too (metrics are identical)")
 
@@ -102,6 +105,7 @@ class Settings:
     sam: SamConfig | None
     run: Any  # runner.RunOptions
     allow_unsafe_pickle: bool
+    resume: bool
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "Settings":
@@ -147,6 +151,7 @@ class Settings:
                 skip_empty_slices=not opt("--no-skip-empty-slices"),
             ),
             allow_unsafe_pickle=opt("--sam-allow-unsafe-pickle"),
+            resume=opt("--resume"),
         )
 
 
@@ -188,6 +193,23 @@ class _Computed:
     seconds: dict[str, list[float]] = field(default_factory=dict)
     failures: list[dict] = field(default_factory=list)
     absent: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _finished_rows(doc: ResultsDocument, dataset: str, generator: str, volume: str, targets, heuristics):
+    """Rows (and absent targets) already in ``doc`` for this volume, if they cover every wanted
+    target × heuristic; None when the volume still needs computing."""
+    mine = [r for r in doc.cases if r["dataset"] == dataset and r["generator"] == generator and r["volume"] == volume]
+    absent = {a["target"] for a in doc.absent
+              if a["dataset"] == dataset and a["generator"] == generator and a["volume"] == volume}
+    if not mine and not absent:
+        return None
+    have = {(r["target"], r["heuristic"]) for r in mine}
+    for t in targets:
+        if t.name not in absent and any((t.name, h) not in have for h in heuristics):
+            return None
+    wanted = {t.name for t in targets}
+    rows = [r for r in mine if r["target"] in wanted and r["heuristic"] in heuristics]
+    return rows, sorted(absent & wanted)
 
 
 def model_label(model: dict) -> str:
@@ -280,10 +302,11 @@ class BenchSession:
             if self._sam:
                 model = next(iter(self._sam.values())).describe()["model"]
                 device, device_name = model.get("device"), model.get("device_name")
-            self.document = ResultsDocument(
-                path=s.results_json,
-                environment=environment(device, device_name, cwd=Path(self.config.rootpath)),
-                config={
+            make = ResultsDocument.resume if s.resume else ResultsDocument
+            self.document = make(
+                s.results_json,
+                environment(device, device_name, cwd=Path(self.config.rootpath)),
+                {
                     "data_root": str(self.data_root()),
                     "generators": list(s.generators),
                     "heuristics": list(s.heuristics),
@@ -293,6 +316,7 @@ class BenchSession:
                     "generator_descriptions": {},
                 },
             )
+            self.document.flush()
         return self.document
 
     def _progress(self, text: str) -> None:
@@ -315,7 +339,11 @@ class BenchSession:
         targets = [t for t in dataset.targets if t.name in targets_wanted]
         heuristics = [h for h in HEURISTICS if h in heuristics_wanted]
         doc = self._document()
-        description = generator.describe()
+        description = to_jsonable(generator.describe())
+        if doc.config["generator_descriptions"].get(generator_name) != description:
+            # a different model or configuration under the same name: earlier rows are not ours
+            doc.cases = [r for r in doc.cases if r["generator"] != generator_name]
+            doc.absent = [a for a in doc.absent if a["generator"] != generator_name]
         doc.config["generator_descriptions"][generator_name] = description
         model = description["model"]
         label = model_label(model)
@@ -323,6 +351,15 @@ class BenchSession:
         refs = dataset.cases[: self.settings.max_volumes] if self.settings.max_volumes else dataset.cases
         for i, ref in enumerate(refs, 1):
             t0 = time.perf_counter()
+            reused = _finished_rows(doc, dataset_name, generator_name, ref.case_id, targets, heuristics)
+            if reused is not None:
+                rows, absent = reused
+                out.rows.extend(rows)
+                for t in absent:
+                    out.absent[t].append(ref.case_id)
+                self._progress(f"{dataset_name} · {generator_name} · {ref.case_id} ({i}/{len(refs)}): "
+                               "reused from the interrupted run")
+                continue
             try:
                 volume = prepare_volume(dataset, ref, self.settings.run)
                 result = run_volume(volume, targets, generator, heuristics, self.settings.run)
@@ -342,7 +379,8 @@ class BenchSession:
                  "model": model, "model_label": label, **row, "volume_info": volume_meta}
                 for row in result.rows
             ]
-            doc.add_cases(rows)
+            doc.add_volume(rows, [{"dataset": dataset_name, "target": t, "generator": generator_name,
+                                   "volume": ref.case_id} for t in result.absent_targets])
             out.rows.extend(rows)
             for t, secs in result.slice_seconds.items():
                 out.seconds[t].extend(secs)

@@ -130,12 +130,17 @@ def _median(values: list[float]) -> float | None:
     return float(np.median(values)) if values else None
 
 
-def summarise(cases: Iterable[dict]) -> list[dict]:
+def summarise(cases: Iterable[dict], absent: Iterable[dict] = ()) -> list[dict]:
     """One summary row per dataset × target × generator × heuristic (× model label).
 
-    Null metrics (undefined) are left out of the averages and counted in ``n_null``. Seconds per
-    slice is the generator's total wall time over the slices it ran on.
+    Null metrics (undefined) are left out of the averages and counted in ``n_null``; volumes that
+    lack the target are counted in ``n_absent``. Seconds per slice is the generator's total wall
+    time over the slices it ran on.
     """
+    n_absent: dict[tuple, int] = {}
+    for a in absent:
+        k = (a["dataset"], a["target"], a["generator"])
+        n_absent[k] = n_absent.get(k, 0) + 1
     groups: dict[tuple, list[dict]] = {}
     for row in cases:
         groups.setdefault(tuple(row[k] for k in SUMMARY_KEYS), []).append(row)
@@ -149,6 +154,7 @@ def summarise(cases: Iterable[dict]) -> list[dict]:
         summary.update(
             n_volumes=len(rows),
             n_null=len(rows) - len(dice),
+            n_absent=n_absent.get((summary["dataset"], summary["target"], summary["generator"]), 0),
             **_quantiles(dice),
             dice_pos_median=_median([r["dice_pos"] for r in rows if r["dice_pos"] is not None]),
             fraction_detected_median=_median(
@@ -162,6 +168,10 @@ def summarise(cases: Iterable[dict]) -> list[dict]:
     return out
 
 
+def _row_key(row: dict) -> tuple:
+    return (row["dataset"], row["generator"], row["volume"], row["target"], row["heuristic"])
+
+
 @dataclass
 class ResultsDocument:
     """The run's JSON document, flushed to ``path`` after every change."""
@@ -171,6 +181,7 @@ class ResultsDocument:
     config: dict
     cases: list[dict] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
+    absent: list[dict] = field(default_factory=list)  # {dataset, target, generator, volume}: target not in volume
 
     def as_dict(self) -> dict:
         return {
@@ -178,12 +189,20 @@ class ResultsDocument:
             "environment": self.environment,
             "config": self.config,
             "cases": self.cases,
-            "summary": summarise(self.cases),
+            "summary": summarise(self.cases, self.absent),
             "failures": self.failures,
+            "absent": self.absent,
         }
 
-    def add_cases(self, rows: list[dict]) -> None:
-        self.cases.extend(to_jsonable(rows))
+    def add_volume(self, rows: list[dict], absent: list[dict] = ()) -> None:
+        """Record one finished volume (its rows and the targets it lacks) and flush; rows it replaces
+        (same dataset, generator, volume, target and heuristic, e.g. from a resumed run) go."""
+        new = to_jsonable(list(rows))
+        keys = {_row_key(r) for r in new}
+        self.cases = [r for r in self.cases if _row_key(r) not in keys] + new
+        gone = {(a["dataset"], a["generator"], a["volume"], a["target"]) for a in absent}
+        self.absent = [a for a in self.absent if (a["dataset"], a["generator"], a["volume"], a["target"]) not in gone]
+        self.absent.extend(to_jsonable(list(absent)))
         self.flush()
 
     def add_failure(self, **failure: Any) -> None:
@@ -192,3 +211,22 @@ class ResultsDocument:
 
     def flush(self) -> None:
         write_atomic(self.path, dumps_strict(self.as_dict()))
+
+    @classmethod
+    def resume(cls, path: Path, environment: dict, config: dict) -> "ResultsDocument":
+        """A document that keeps the finished rows of an earlier run at ``path`` when that run had the
+        same configuration; otherwise a fresh one. Earlier failures are not kept: they are retried."""
+        doc = cls(Path(path), environment, config)
+        try:
+            old = loads_strict(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return doc
+        old_config = dict(old.get("config") or {})
+        descriptions = old_config.pop("generator_descriptions", {}) or {}
+        new_config = {k: v for k, v in to_jsonable(config).items() if k != "generator_descriptions"}
+        if old.get("schema_version") != SCHEMA_VERSION or old_config != new_config:
+            return doc
+        doc.config["generator_descriptions"] = dict(descriptions)
+        doc.cases = list(old.get("cases") or [])
+        doc.absent = list(old.get("absent") or [])
+        return doc

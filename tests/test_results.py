@@ -78,12 +78,12 @@ def test_summary_all_null_is_null_not_nan():
 
 def test_document_rewrites_incrementally(tmp_path):
     doc = ResultsDocument(tmp_path / "out" / "r.json", {"python": "3"}, {"k": 1})
-    doc.add_cases([_row("a", 0.5)])
+    doc.add_volume([_row("a", 0.5)])
     first = loads_strict(doc.path.read_text())
-    assert set(first) == {"schema_version", "environment", "config", "cases", "summary", "failures"}
+    assert set(first) == {"schema_version", "environment", "config", "cases", "summary", "failures", "absent"}
     assert len(first["cases"]) == 1
     doc.add_failure(dataset="d", volume="b", generator="g", reason="DataError: bad")
-    doc.add_cases([_row("c", 1.0)])
+    doc.add_volume([_row("c", 1.0)])
     second = loads_strict(doc.path.read_text())
     assert len(second["cases"]) == 2 and second["failures"][0]["volume"] == "b"
     assert second["summary"][0]["n_volumes"] == 2
