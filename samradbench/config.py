@@ -49,7 +49,7 @@ class SuperpixelConfig:
     """SLIC superpixels (scikit-image) on the uint8 slice: a classical over-segmentation baseline."""
 
     n_segments: int = 100
-    compactness: float = 10.0
+    compactness: float = 0.1  # skimage scales the grey image to [0, 1]; 10 would let space dominate intensity
     sigma: float = 1.0
 
 

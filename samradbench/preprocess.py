@@ -43,8 +43,8 @@ class Normalised:
     """A volume scaled to uint8, with what the scaling used (recorded in the results)."""
 
     volume: np.ndarray  # uint8, same shape as the input
-    min: float | None  # finite minimum used for scaling (after any window); None if no finite voxel
-    max: float | None
+    min: float | None  # the volume's finite minimum (before any window); None if no finite voxel
+    max: float | None  # the volume's finite maximum
     nonfinite_voxels: int  # NaN/inf voxels, set to 0 in the output
 
 
@@ -88,14 +88,15 @@ def normalise(
         if not width > 0:
             raise ConfigError(f"CT window width must be positive, got {width}")
         lo_w, hi_w = level - width / 2.0, level + width / 2.0
-        data = np.clip(data, lo_w, hi_w)
     if not finite.any():
         return Normalised(np.zeros(data.shape, np.uint8), None, None, n_bad)
 
+    vmin, vmax = float(data[finite].min()), float(data[finite].max())
     if window is not None:
         lo, hi = lo_w, hi_w
+        data = np.clip(data, lo_w, hi_w)
     else:
-        lo, hi = float(data[finite].min()), float(data[finite].max())
+        lo, hi = vmin, vmax
     if mode == "volume":
         out = _scale(data, lo, hi)
     else:
@@ -114,7 +115,7 @@ def normalise(
             out[tuple(idx)] = _scale(sl, s_lo, s_hi)
     if n_bad:
         out[~finite] = 0
-    return Normalised(out, lo, hi, n_bad)
+    return Normalised(out, vmin, vmax, n_bad)
 
 
 def to_rgb(slice_u8: np.ndarray) -> np.ndarray:

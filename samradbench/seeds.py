@@ -30,13 +30,15 @@ def seed_pixels(truth: np.ndarray, n: int = 3) -> np.ndarray:
         return np.zeros((0, 2), dtype=np.int64)
     r0, r1, c0, c1 = rows.min(), rows.max(), cols.min(), cols.max()
     h, w = r1 - r0 + 1, c1 - c0 + 1
-    centres = (np.arange(n) + 0.5) / n
-    grid_r = np.floor(r0 + centres * h).astype(np.int64)
-    grid_c = np.floor(c0 + centres * w).astype(np.int64)
+    # ⌊r0 + (i + ½)·h / n⌋ in exact integer arithmetic (float products can land one pixel low)
+    odd = 2 * np.arange(n, dtype=np.int64) + 1
+    grid_r = r0 + (odd * h) // (2 * n)
+    grid_c = c0 + (odd * w) // (2 * n)
     seeds: list[tuple[int, int]] = []
     seen: set[tuple[int, int]] = set()
-    for r in grid_r:
-        for c in grid_c:
+    for gr in grid_r:
+        for gc in grid_c:
+            r, c = int(gr), int(gc)
             if not truth[r, c]:
                 d2 = (rows - r) ** 2 + (cols - c) ** 2
                 k = int(np.argmin(d2))  # first minimum = lowest row, then column

@@ -47,6 +47,8 @@ def as_segment_stack(segments: np.ndarray, shape: tuple[int, ...]) -> np.ndarray
             "segments must be boolean (N, H, W) masks (SAM output_mode='binary_mask'); "
             "got RLE/record dicts, which are not decoded here"
         )
+    if isinstance(segments, (list, tuple)) and len(segments) == 0:
+        return np.zeros((0, *shape), dtype=bool)  # SAM's generate() returns [] when it finds nothing
     segs = np.asarray(segments)
     if segs.dtype == object:
         raise ValueError(f"segments must be a numeric or boolean (N, H, W) stack, got an object array of shape {segs.shape}")

@@ -102,16 +102,6 @@ def test_tie_same_row_goes_to_lowest_column():
     assert as_list(seed_pixels(truth, 1)) == [(5, 1)]
 
 
-B11_BUG = (
-    "BUG: seeds.seed_pixels reuses the grid-row loop variable for a moved seed (`r, c = rows[k], cols[k]` "
-    "inside `for r in grid_r: for c in grid_c:`), so after a seed moves to another row every later cell of "
-    "that grid row starts from the moved row instead of the grid row. B11 disc (H=100, W=50, radius 5 at "
-    "(70, 10)), n = 3: grid cell (2, 0) = (74, 6) moves to (73, 6), then cell (2, 1) = (74, 10) (inside the "
-    "disc) is reported as (73, 10). Expected seed 8 = (74, 10), got (73, 10)."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=B11_BUG)
 def test_b11_disc_seeds(disc_mask):
     """B11: H = 100, W = 50, disc radius 5 at (70, 10): box rows 65–75, cols 5–15 (h = w = 11), n = 3.
     Offsets (i + ½)·11/3 = 1.83, 5.5, 9.17 → rows 66, 70, 74; cols 6, 10, 14.
@@ -170,16 +160,6 @@ def test_uint8_0_255_truth_same_as_bool(box_mask):
     assert as_list(seed_pixels(truth.astype(np.uint8) * 255, 3)) == as_list(seed_pixels(truth, 3))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: seeds.seed_pixels computes ⌊r0 + ((i + ½)/n)·h⌋ in floating point; when the exact cell "
-        "centre is a whole number it can land one pixel low. truth = rows 0–89 of column 1 in a "
-        "(100, 3) slice, n = 5: cell 3 centre is 3.5·90/5 = 63 exactly → row 63 by the docstring rule, "
-        "got 62 (0.7·90 = 62.99999999999999). Same for h = 170, 180, 330, … with small r0. "
-        "Fix: integer arithmetic r0 + ((2i + 1)·h) // (2n)."
-    ),
-)
 def test_cell_centre_exact_whole_number_n5_h90():
     truth = np.zeros((100, 3), bool)
     truth[0:90, 1] = True
@@ -247,9 +227,8 @@ def test_seeds_lie_inside_distinct_at_most_n_squared(truth, n):
     assert len(set(got)) == len(got)  # distinct
 
 
-@pytest.mark.xfail(strict=True, reason=B11_BUG)
 @given(truths(), st.integers(1, 5))
-@example(_disc(100, 50, 70, 10, 5), 3)  # B11: always runs, so the xfail is deterministic
+@example(_disc(100, 50, 70, 10, 5), 3)  # B11 (a moved seed once shifted later cells of its grid row)
 def test_seeds_match_independent_reference(truth, n):
     assert as_list(seed_pixels(truth, n)) == reference_seeds(truth, n)
 

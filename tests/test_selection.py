@@ -102,17 +102,6 @@ def test_b07_no_segments_volume(name, box_mask):
     assert m["truth_voxels"] == 72
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (B07): selection refuses an empty Python list of segments — the shape SAM's "
-        "generate() returns for 'no masks'. select([], truth (32, 32), h) raises ValueError "
-        "'segments must be an (N, H, W) stack, got shape (0,)' instead of selecting nothing; the "
-        "(0, H, W) array works. SPEC §3/§4: no segments is a normal outcome and every heuristic "
-        "selects nothing. (If the contract is that adapters always hand over an (N, H, W) array, "
-        "delete this test and say so in as_segment_stack's docstring.)"
-    ),
-)
 def test_b07_empty_list_of_segments(box_mask):
     truth = box_mask((32, 32), (10, 15), (10, 15))
     for name in NAMES:
