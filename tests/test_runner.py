@@ -182,3 +182,25 @@ def test_skipping_empty_slices_leaves_metrics_identical_on_real_volumes(folder):
         assert [{k: r[k] for k in METRIC_KEYS} for r in with_skip.rows] == \
                [{k: r[k] for k in METRIC_KEYS} for r in without.rows]
         assert with_skip.rows[0]["n_slices_generated"] < without.rows[0]["n_slices_generated"]
+
+
+def test_b03_volume_range_is_recorded_and_a_ct_window_restores_contrast(tmp_path):
+    """B03: background -1024 HU, a 12×12 organ ramping 20..60 HU, one voxel at 3071.
+    Full min-max: grey = ⌊255·(v + 1024)/4095⌋, so 20 HU → 65 and 60 HU → 67 (3 levels).
+    Window L40/W400 clips to [-160, 240]: grey = ⌊255·(v + 160)/400⌋, 20 → 114, 60 → 140."""
+    vol = np.full((32, 32, 4), -1024, np.int16)
+    ramp = np.linspace(20, 60, 12).round().astype(np.int16)
+    vol[10:22, 10:22, :] = ramp[None, :, None]
+    vol[0, 0, 0] = 3071
+    label = np.zeros(vol.shape, np.uint8)
+    label[10:22, 10:22, :] = 1
+    ds = _dataset(tmp_path, vol, label)
+    plain = prepare_volume(ds, ds.cases[0], RunOptions())
+    assert (plain.meta["intensity_min"], plain.meta["intensity_max"]) == (-1024, 3071)
+    organ = plain.image_u8[10:22, 10:22, :]
+    assert (organ.min(), organ.max()) == (65, 67)
+    windowed = prepare_volume(ds, ds.cases[0], RunOptions(ct_window=(40, 400)))
+    organ_w = windowed.image_u8[10:22, 10:22, :]
+    assert (organ_w.min(), organ_w.max()) == (114, 140)
+    assert windowed.meta["ct_window"] == [40, 400]
+    assert (windowed.meta["intensity_min"], windowed.meta["intensity_max"]) == (-1024, 3071)
