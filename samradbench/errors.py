@@ -19,3 +19,7 @@ class ConfigError(SamradbenchError):
 
 class MissingDependencyError(SamradbenchError):
     """An optional package a generator needs is not installed (the message says which)."""
+
+
+class GenerationError(SamradbenchError):
+    """A generator failed on one slice (the message names the slice and the cause)."""

@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .datasets import CaseRef, Dataset, Target, load_case, target_mask
+from .errors import GenerationError
 from .generators.base import Generator, Proposals
 from .metrics import SliceCounts, slice_counts, volume_metrics
 from .preprocess import normalise, slice_axis, take_slice, to_rgb
@@ -96,11 +97,23 @@ def _check_subsets(selected: dict[str, np.ndarray]) -> bool:
 
 
 def _timed_generate(generator: Generator, rgb: np.ndarray, truth: np.ndarray | None) -> tuple[Proposals, float]:
+    """The generator's proposals and its wall seconds, the device synchronised before each clock read."""
     generator.synchronize()
     t0 = time.perf_counter()
     proposals = generator.generate(rgb, truth)
     generator.synchronize()
     return proposals, time.perf_counter() - t0
+
+
+def _generate_slice(generate, generator: Generator, rgb, truth, k: int, axis: int, target: str | None):
+    """``generate`` for slice ``k``; a failure becomes one GenerationError naming the slice."""
+    try:
+        return generate(generator, rgb, truth)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        where = f"slice {k} along axis {axis}" + (f", target {target}" if target else "")
+        raise GenerationError(f"{generator.name} failed on {where}: {type(exc).__name__}: {exc}") from exc
 
 
 @dataclass
@@ -156,7 +169,7 @@ def run_volume(
         shared: Proposals | None = None
         if not generator.uses_truth and (any_truth[k] or not options.skip_empty_slices):
             rgb = to_rgb(take_slice(volume.image_u8, axis, k))
-            shared, dt = generate(generator, rgb, None)
+            shared, dt = _generate_slice(generate, generator, rgb, None, k, axis, None)
             for tally in tallies.values():
                 tally.add_call(shared, dt)
         for t in present:
@@ -166,7 +179,7 @@ def run_volume(
                 if truth.any():
                     if rgb is None:
                         rgb = to_rgb(take_slice(volume.image_u8, axis, k))
-                    proposals, dt = generate(generator, rgb, truth)
+                    proposals, dt = _generate_slice(generate, generator, rgb, truth, k, axis, t.name)
                     tally.add_call(proposals, dt)
                 else:
                     proposals = None

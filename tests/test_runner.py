@@ -204,3 +204,14 @@ def test_b03_volume_range_is_recorded_and_a_ct_window_restores_contrast(tmp_path
     assert (organ_w.min(), organ_w.max()) == (114, 140)
     assert windowed.meta["ct_window"] == [40, 400]
     assert (windowed.meta["intensity_min"], windowed.meta["intensity_max"]) == (-1024, 3071)
+
+
+def test_a_generator_failure_names_the_slice(tmp_path):
+    """B14's last resort: when a generator gives up on a slice, the error says which one."""
+    from samradbench.errors import GenerationError
+
+    def fail(rgb, truth):
+        raise RuntimeError("CUDA out of memory even at points_per_batch=1")
+
+    with pytest.raises(GenerationError, match=r"slice 1 along axis 2.*points_per_batch=1"):
+        _run(_square_case(tmp_path), Stub(fail))
