@@ -24,6 +24,7 @@ from .selection import HEURISTICS, get_heuristic
 
 DATA_ROOT_ENV = "SAMRADBENCH_DATA_ROOT"
 DEFAULT_RESULTS = Path("results") / "samradbench.json"
+DEFAULT_CACHE_DIR = ".samradbench-cache"
 NO_SAM_REASON = (
     "no SAM model: pass --sam-checkpoint PATH (real weights), "
     "or --sam-random-init vit_tiny to exercise the architecture with random weights"
@@ -66,6 +67,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--ct-window", default=None, metavar="LEVEL,WIDTH", help="clip to a window before scaling, e.g. 40,400")
     g.addoption("--slice-axis-rule", default="smallest", choices=("smallest", "spacing"),
                 help="slice along the smallest axis (default, ties to the last) or the largest spacing")
+    g.addoption("--cache-dir", default=DEFAULT_CACHE_DIR, metavar="PATH",
+                help=f"on-disk cache of generator outputs, keyed by weights, configuration, slice content and "
+                     f"library versions (default: {DEFAULT_CACHE_DIR} in the current directory)")
+    g.addoption("--no-cache", action="store_true", help="neither read nor write the generator-output cache")
     g.addoption("--resume", action="store_true",
                 help="keep the finished volumes of an interrupted run in --results-json (same configuration "
                      "and model required) and compute only the rest")
@@ -106,6 +111,7 @@ class Settings:
     run: Any  # runner.RunOptions
     allow_unsafe_pickle: bool
     resume: bool
+    cache_dir: Path | None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "Settings":
@@ -152,6 +158,7 @@ class Settings:
             ),
             allow_unsafe_pickle=opt("--sam-allow-unsafe-pickle"),
             resume=opt("--resume"),
+            cache_dir=None if opt("--no-cache") else Path(opt("--cache-dir")).expanduser(),
         )
 
 
@@ -234,6 +241,11 @@ class BenchSession:
         self._computed: dict[tuple[str, str], _Computed] = {}
         self._wanted: dict[tuple[str, str], tuple[set, set]] = {}
         self.document: ResultsDocument | None = None
+        self.cache = None
+        if self.settings.cache_dir is not None:
+            from .cache import GenerationCache
+
+            self.cache = GenerationCache(self.settings.cache_dir)
 
     # -- data
     def data_root(self) -> Path:
@@ -313,6 +325,7 @@ class BenchSession:
                     "max_volumes": s.max_volumes,
                     "sam": as_jsonable(s.sam) if s.sam else None,
                     "run": as_jsonable(s.run),
+                    "cache_dir": str(s.cache_dir) if s.cache_dir else None,
                     "generator_descriptions": {},
                 },
             )
@@ -362,7 +375,12 @@ class BenchSession:
                 continue
             try:
                 volume = prepare_volume(dataset, ref, self.settings.run)
-                result = run_volume(volume, targets, generator, heuristics, self.settings.run)
+                calls_before = self.cache.model_calls if self.cache else None
+                if self.cache:
+                    result = run_volume(volume, targets, generator, heuristics, self.settings.run,
+                                        generate=self.cache.generate)
+                else:
+                    result = run_volume(volume, targets, generator, heuristics, self.settings.run)
             except (SamradbenchError, ValueError, OSError, RuntimeError, MemoryError) as exc:
                 failure = {"dataset": dataset_name, "volume": ref.case_id, "generator": generator_name,
                            "reason": f"{type(exc).__name__}: {exc}"}
@@ -386,10 +404,12 @@ class BenchSession:
                 out.seconds[t].extend(secs)
             for t in result.absent_targets:
                 out.absent[t].append(ref.case_id)
-            calls = max((len(s) for s in result.slice_seconds.values()), default=0)
+            calls = sum(len(s) for s in result.slice_seconds.values()) if generator.uses_truth else \
+                max((len(s) for s in result.slice_seconds.values()), default=0)
+            cached = f" ({calls - (self.cache.model_calls - calls_before)} from cache)" if self.cache else ""
             self._progress(
                 f"{dataset_name} · {generator_name} · {ref.case_id} ({i}/{len(refs)}): "
-                f"{volume.n_slices} slices, {calls} generator calls, {time.perf_counter() - t0:.1f} s"
+                f"{volume.n_slices} slices, {calls} generator calls{cached}, {time.perf_counter() - t0:.1f} s"
             )
         return out
 
@@ -465,6 +485,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         return
     from .report import summary_table
 
+    if bench.cache is not None:
+        doc.config["cache_stats"] = bench.cache.stats()
+        doc.flush()
     tr = terminalreporter
     tr.section("samradbench summary")
     tr.write_line(summary_table(doc.as_dict()["summary"]))

@@ -168,6 +168,10 @@ def summarise(cases: Iterable[dict], absent: Iterable[dict] = ()) -> list[dict]:
     return out
 
 
+# config entries filled in while a run works; they do not decide whether a run can be resumed
+VOLATILE_CONFIG_KEYS = ("generator_descriptions", "cache_stats")
+
+
 def _row_key(row: dict) -> tuple:
     return (row["dataset"], row["generator"], row["volume"], row["target"], row["heuristic"])
 
@@ -221,9 +225,9 @@ class ResultsDocument:
             old = loads_strict(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return doc
-        old_config = dict(old.get("config") or {})
-        descriptions = old_config.pop("generator_descriptions", {}) or {}
-        new_config = {k: v for k, v in to_jsonable(config).items() if k != "generator_descriptions"}
+        old_config = {k: v for k, v in (old.get("config") or {}).items() if k not in VOLATILE_CONFIG_KEYS}
+        descriptions = (old.get("config") or {}).get("generator_descriptions") or {}
+        new_config = {k: v for k, v in to_jsonable(config).items() if k not in VOLATILE_CONFIG_KEYS}
         if old.get("schema_version") != SCHEMA_VERSION or old_config != new_config:
             return doc
         doc.config["generator_descriptions"] = dict(descriptions)

@@ -109,3 +109,20 @@ def test_ids_never_contain_characters_k_cannot_type(bench):
     result = bench("--generators", "oracle", "--collect-only", "-q")
     ids = [line for line in result.stdout.lines if "test_segmentation[" in line]
     assert ids and all(">" not in i and " " not in i.split("[", 1)[1] for i in ids)
+
+
+def test_second_run_and_added_heuristic_are_served_from_the_cache(bench, pytester):
+    first = bench("--generators", "superpixels", "-k", "spleen and best")
+    first.assert_outcomes(passed=1)
+    stats1 = loads_strict((pytester.path / "r.json").read_text())["config"]["cache_stats"]
+    assert stats1["model_calls"] > 0 and stats1["hits"] == 0
+    second = bench("--generators", "superpixels", "-k", "spleen")  # adds three heuristics
+    second.assert_outcomes(passed=4)
+    doc = loads_strict((pytester.path / "r.json").read_text())
+    assert doc["config"]["cache_stats"]["model_calls"] == 0
+    assert doc["config"]["cache_stats"]["hits"] == stats1["model_calls"]
+    best1 = [r["dice"] for r in loads_strict((pytester.path / "r.json").read_text())["cases"] if r["heuristic"] == "best"]
+    assert len(best1) == 2
+    third = bench("--generators", "superpixels", "-k", "spleen and best", "--no-cache")
+    third.assert_outcomes(passed=1)
+    assert loads_strict((pytester.path / "r.json").read_text())["config"].get("cache_stats") is None
