@@ -56,7 +56,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -64,6 +63,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .fileio import atomic_open
 from .generators.base import Generator, Proposals
 from .selection import as_segment_stack
 
@@ -237,18 +237,8 @@ def write_entry(path: Path, key: str, masks: np.ndarray, seconds: float, encode_
         "info": info,
     }
     fields = {"masks": packed, "meta": np.array(json.dumps(meta, sort_keys=True, default=_lenient_default))}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:16]}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **fields)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path, "wb", fsync=False) as fh:  # a torn entry is merely corrupt: a miss
+        np.savez_compressed(fh, **fields)
 
 
 def _is_seconds(v: Any) -> bool:

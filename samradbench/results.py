@@ -9,17 +9,17 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
 import platform
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+
+from .fileio import atomic_open
 
 SCHEMA_VERSION = 1
 
@@ -65,21 +65,8 @@ def loads_strict(text: str) -> Any:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never a mix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
 
 
 def _version(dist: str) -> str | None:
