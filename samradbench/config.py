@@ -34,6 +34,9 @@ class SamConfig:
     box_nms_thresh: float = 0.7
     crop_n_layers: int = 0
     min_mask_region_area: int = 0
+    precision: str = "fp32"  # fp32 (the paper's) | bf16: autocast of the image encoder and mask decoder
+    compile: bool = False  # torch.compile the image encoder once at load (fails loudly, never falls back)
+    encoder_batch: int = 1  # slices per image-encoder forward pass when the runner prefetches (> 1)
 
     def effective_thresholds(self) -> tuple[float, float]:
         """(pred_iou_thresh, stability_score_thresh) actually passed to the generator."""

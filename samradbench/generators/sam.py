@@ -6,12 +6,28 @@ segment-anything's registry builds without a checkpoint — its own ``torch.load
 ``map_location``. ``random_init`` builds the same architectures (or the small ``vit_tiny``) with
 seeded random weights for tests and smoke runs; such results are always labelled ``random-init``.
 
+Device options (all work on CPU too, all recorded in ``SamConfig`` and so in every result's config):
+
+* ``precision="bf16"``: ``torch.autocast(bfloat16)`` around the image encoder and the mask decoder;
+  the image embedding and the decoder's outputs are cast back to float32 before segment-anything's
+  upscaling, thresholding and scoring, so masks stay full-resolution bool arrays.
+* ``compile=True``: ``torch.compile`` of the image encoder, once, in :func:`load_sam`, with a
+  warm-up call there; if torch cannot compile it the load fails with a :class:`ConfigError`
+  (there is no silent fallback to eager mode).
+* ``encoder_batch=N``: :meth:`_SamAmgGenerator.prefetch` encodes up to N slices per forward pass;
+  the AMG's ``set_image`` on a prefetched slice installs the stored embedding instead of encoding.
+* ``points_per_batch``: prompts per mask-decoder call (halved on CUDA out-of-memory, B14).
+* every ``generate`` records ``info["peak_memory_bytes"]`` (see :func:`_peak_memory_bytes`).
+
 torch and segment-anything are imported inside functions, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -40,6 +56,59 @@ TINY_SAM = {
     "decoder_mlp_dim": 128,
     "decoder_num_heads": 2,
 }
+
+
+#: ``SamConfig.precision`` values: ``fp32`` (the paper's) or ``bf16`` autocast.
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_device_options(cfg: SamConfig) -> None:
+    """:class:`ConfigError` for an unknown precision or a non-positive batch size (before any loading)."""
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {cfg.precision!r}; expected one of {', '.join(PRECISIONS)}")
+    if not isinstance(cfg.compile, bool):
+        raise ConfigError(f"compile must be True or False, got {cfg.compile!r}")
+    if cfg.points_per_batch < 1:
+        raise ConfigError(f"points_per_batch must be ≥ 1, got {cfg.points_per_batch}")
+    if cfg.encoder_batch < 1:
+        raise ConfigError(f"encoder_batch must be ≥ 1, got {cfg.encoder_batch}")
+
+
+def autocast(device: str, precision: str):
+    """The context the model runs in: bf16 autocast on the device's type, or nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
+
+
+def _reset_peak_memory(device: str) -> None:
+    """Start a new CUDA peak-memory window (nothing to reset on CPU: the RSS peak is process-wide)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_memory_bytes(device: str) -> int | None:
+    """Peak memory since the last :func:`_reset_peak_memory`, in bytes.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` (tensors allocated by torch on that GPU). CPU: the
+    process's peak resident set size (``getrusage(RUSAGE_SELF).ru_maxrss``; KiB on Linux, bytes on
+    macOS) — process-wide and never reset, so it is the largest RSS the whole run has reached so far,
+    not this call's own. None where ``resource`` is unavailable (Windows).
+    """
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.max_memory_allocated(device))
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def resolve_device(name: str) -> str:
@@ -145,6 +214,10 @@ def load_sam(cfg: SamConfig, *, allow_unsafe_pickle: bool = False) -> LoadedSam:
     checkpoint that ``torch.load(weights_only=True)`` refuses (only for files you trust).
     From ``cfg.random_init``: that architecture with weights drawn after ``torch.manual_seed(
     cfg.random_seed)`` in a forked RNG (the caller's RNG state is untouched), identical for a seed.
+    ``cfg.compile``: the image encoder is replaced by ``torch.compile(image_encoder)`` and called
+    once here (batch 1, and batch ``encoder_batch`` when larger, under ``cfg.precision``) so that
+    compilation is neither timed as encoding nor able to fail later; a :class:`ConfigError` says
+    so when torch cannot compile it.
     """
     import torch
 
@@ -152,7 +225,10 @@ def load_sam(cfg: SamConfig, *, allow_unsafe_pickle: bool = False) -> LoadedSam:
 
     if (cfg.checkpoint is None) == (cfg.random_init is None):
         raise ConfigError("set exactly one of a SAM checkpoint or random_init (an architecture name)")
+    check_device_options(cfg)
     device = resolve_device(cfg.device)
+    if cfg.precision == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"precision bf16 requested but {_device_name(device)} does not support bfloat16; use fp32")
     if cfg.checkpoint is not None:
         if cfg.model_type is not None and cfg.model_type not in SAM_ARCHITECTURES:
             raise ConfigError(f"unknown model_type {cfg.model_type!r}; expected one of {', '.join(SAM_ARCHITECTURES)}")
@@ -178,6 +254,8 @@ def load_sam(cfg: SamConfig, *, allow_unsafe_pickle: bool = False) -> LoadedSam:
             model = _build_architecture(arch)
         identity = {"checkpoint": None, "sha256": None, "weights": "random-init", "seed": cfg.random_seed}
     model = model.to(device).eval()
+    if cfg.compile:
+        model.image_encoder = _compile_encoder(model.image_encoder, device, cfg)
     description = {
         "architecture": arch,
         **identity,
@@ -186,6 +264,55 @@ def load_sam(cfg: SamConfig, *, allow_unsafe_pickle: bool = False) -> LoadedSam:
         "device_name": _device_name(device),
     }
     return LoadedSam(model, device, description)
+
+
+def _compile_encoder(encoder: torch.nn.Module, device: str, cfg: SamConfig) -> torch.nn.Module:
+    """``torch.compile(encoder)``, warmed up; :class:`ConfigError` if torch cannot compile it."""
+    import torch
+
+    hint = "run without compile (--compile off)"
+    if not hasattr(torch, "compile"):
+        raise ConfigError(f"compile=True but torch {torch.__version__} has no torch.compile; {hint}")
+    try:
+        compiled = torch.compile(encoder)
+    except Exception as exc:  # e.g. an unsupported Python version
+        raise ConfigError(f"compile=True: torch.compile is unavailable here ({_one_line(exc)}); {hint}") from exc
+    side = int(encoder.img_size)
+    for batch in sorted({1, cfg.encoder_batch}):
+        try:
+            with torch.no_grad(), autocast(device, cfg.precision):
+                compiled(torch.zeros(batch, 3, side, side, device=device))
+        except Exception as exc:  # inductor needs a C++ compiler (CPU) or Triton (CUDA), among others
+            raise ConfigError(
+                f"compile=True: torch.compile of the image encoder failed at its first call "
+                f"(batch {batch}, {cfg.precision} on {device}): {_one_line(exc)}; {hint}"
+            ) from exc
+    return compiled
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (torch's compile errors run to pages)."""
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__
+
+
+def image_key(rgb: np.ndarray) -> tuple:
+    """The key of a prefetched slice: shape, dtype and a BLAKE2 hash of its bytes."""
+    data = np.ascontiguousarray(rgb)
+    return data.shape, data.dtype.str, hashlib.blake2b(data.data, digest_size=16).hexdigest()
+
+
+@dataclass
+class _Prefetched:
+    """One slice's image embedding from a batched encoder pass, ready for ``SamPredictor``."""
+
+    features: torch.Tensor  # (1, C, h, w) float32 on the model's device
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+    seconds: float  # its share of the batch's encoding time (batch time / slices in the batch)
+    batch_size: int
+    peak_memory_bytes: int | None  # the batch's peak (see _peak_memory_bytes)
+    charged: bool = False  # its seconds were already reported by one generate() call
 
 
 def _free_cuda_cache() -> None:
@@ -206,12 +333,12 @@ class _SamAmgGenerator:
         self.check_config(cfg)
         self.loaded = loaded
         self.cfg = cfg
+        self._prefetched: dict[tuple, _Prefetched] = {}
 
     @classmethod
     def check_config(cls, cfg: SamConfig) -> None:
         """Raise before any model is loaded if this adapter cannot run ``cfg``."""
-        if cfg.points_per_batch < 1:
-            raise ConfigError(f"points_per_batch must be ≥ 1, got {cfg.points_per_batch}")
+        check_device_options(cfg)
         if cfg.min_mask_region_area > 0:
             try:
                 import cv2  # noqa: F401  (SamAutomaticMaskGenerator needs it for this option)
@@ -234,6 +361,57 @@ class _SamAmgGenerator:
             import torch
 
             torch.cuda.synchronize(self.loaded.device)
+
+    def prefetch(self, rgbs: list[np.ndarray]) -> None:
+        """Encode ``rgbs`` ahead of their ``generate`` calls, ``cfg.encoder_batch`` slices per forward pass.
+
+        Each slice is prepared as ``SamPredictor.set_image`` does (``ResizeLongestSide`` to the
+        encoder's size, ``model.preprocess`` normalisation and padding), the batch is stacked and
+        encoded once, and each embedding is stored under :func:`image_key` of its slice. When the
+        AMG then calls ``set_image`` on a stored slice, its embedding, original and input sizes are
+        installed instead of encoding again (the AMG's first crop is the whole slice; crop layers
+        other than that are encoded as usual). The store holds the slices of the latest call only:
+        each call replaces it (``prefetch([])`` empties it).
+
+        Timing: the batch's wall time (preparation and encoder, device synchronised) divided by the
+        number of slices in it is each slice's ``encode_seconds``, reported by the first
+        ``generate`` that uses it; later calls on the same slice (sam-seeded, one per target) report
+        0, as no encoder ran for them. So the sum of ``encode_seconds`` over a run is the encoder
+        time actually spent. These seconds are spent in ``prefetch``, outside ``generate``'s wall time.
+        """
+        import torch
+
+        self._prefetched = {}
+        unique: dict[tuple, np.ndarray] = {}
+        for rgb in rgbs:
+            self._check_rgb(rgb, self.name)
+            unique.setdefault(image_key(rgb), rgb)
+        items = list(unique.items())
+        model, device = self.loaded.model, self.loaded.device
+        transform = _resize_transform(model)
+        step = self.cfg.encoder_batch
+        for start in range(0, len(items), step):
+            chunk = items[start : start + step]
+            _reset_peak_memory(device)
+            self.synchronize()
+            t0 = time.perf_counter()
+            inputs, sizes = [], []
+            for _, rgb in chunk:
+                image = rgb if model.image_format == "RGB" else rgb[..., ::-1]
+                resized = torch.as_tensor(transform.apply_image(image), device=device)
+                resized = resized.permute(2, 0, 1).contiguous()[None, :, :, :]
+                sizes.append(((int(rgb.shape[0]), int(rgb.shape[1])), tuple(int(s) for s in resized.shape[-2:])))
+                inputs.append(model.preprocess(resized))
+            with torch.no_grad(), autocast(device, self.cfg.precision):
+                features = model.image_encoder(torch.cat(inputs))
+            features = features.float()
+            self.synchronize()
+            share = (time.perf_counter() - t0) / len(chunk)
+            peak = _peak_memory_bytes(device)
+            for i, ((key, _), (original_size, input_size)) in enumerate(zip(chunk, sizes)):
+                self._prefetched[key] = _Prefetched(
+                    features[i : i + 1], original_size, input_size, share, len(chunk), peak
+                )
 
     # -- shared steps ---------------------------------------------------------------------------
     @staticmethod
@@ -265,20 +443,45 @@ class _SamAmgGenerator:
             output_mode="binary_mask",
         )
 
-    def _timed_generate(self, amg, rgb: np.ndarray) -> tuple[list[dict[str, Any]], float]:
+    def _timed_generate(self, amg, rgb: np.ndarray, info: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
         """The AMG's records and the seconds spent in its predictor's ``set_image`` (image encoding),
-        with the device synchronised before each clock read."""
-        encode = [0.0]
-        set_image = amg.predictor.set_image
+        with the device synchronised before each clock read.
 
-        def timed_set_image(*args: Any, **kwargs: Any) -> None:
+        ``set_image`` on a prefetched slice installs the stored embedding and counts its share of
+        the batch's time (see :meth:`prefetch`); ``info`` gets ``encoder_batch`` (the slices encoded
+        with it) and the batch's peak memory as ``prefetch_peak_memory_bytes``. Other images are
+        encoded by segment-anything under ``cfg.precision``, the embedding cast to float32.
+        """
+        encode = [0.0]
+        predictor = amg.predictor
+        set_image = predictor.set_image
+        precision, device = self.cfg.precision, self.loaded.device
+
+        def timed_set_image(image: np.ndarray, image_format: str = "RGB") -> None:
             self.synchronize()
             t0 = time.perf_counter()
-            set_image(*args, **kwargs)
+            entry = self._prefetched.get(image_key(image)) if image_format == "RGB" else None
+            if entry is not None:
+                predictor.reset_image()
+                predictor.original_size = entry.original_size
+                predictor.input_size = entry.input_size
+                predictor.features = entry.features
+                predictor.is_image_set = True
+                encode[0] += 0.0 if entry.charged else entry.seconds
+                entry.charged = True
+                info["encoder_batch"] = entry.batch_size
+                info["prefetch_peak_memory_bytes"] = entry.peak_memory_bytes
+                return
+            with autocast(device, precision):
+                set_image(image, image_format)
+            if predictor.features.dtype != _float32():
+                predictor.features = predictor.features.float()
             self.synchronize()
             encode[0] += time.perf_counter() - t0
 
-        amg.predictor.set_image = timed_set_image
+        predictor.set_image = timed_set_image
+        if precision != "fp32":
+            predictor.predict_torch = partial(_predict_torch_autocast, predictor, precision)
         records = amg.generate(rgb)
         return records, encode[0]
 
@@ -294,7 +497,7 @@ class _SamAmgGenerator:
         ppb = self.cfg.points_per_batch
         while True:
             try:
-                records, encode_seconds = self._timed_generate(self._make_amg(ppb, point_grids), rgb)
+                records, encode_seconds = self._timed_generate(self._make_amg(ppb, point_grids), rgb, info)
                 break
             except torch.cuda.OutOfMemoryError as exc:
                 _free_cuda_cache()
@@ -307,10 +510,12 @@ class _SamAmgGenerator:
         if ppb != self.cfg.points_per_batch:
             info["points_per_batch"] = ppb
         if not records:
-            return Proposals(np.zeros((0, H, W), dtype=bool), encode_seconds, info)
-        masks = np.stack([np.asarray(r["segmentation"], dtype=bool) for r in records])
+            masks = np.zeros((0, H, W), dtype=bool)
+        else:
+            masks = np.stack([np.asarray(r["segmentation"], dtype=bool) for r in records])
         if masks.shape[1:] != (H, W):
             raise ValueError(f"{self.name}: masks of shape {masks.shape[1:]} for a slice of shape {(H, W)}")
+        info["peak_memory_bytes"] = _peak_memory_bytes(self.loaded.device)
         return Proposals(masks, encode_seconds, info)
 
 
@@ -321,8 +526,12 @@ class SamAutoGenerator(_SamAmgGenerator):
     uses_truth = False
 
     def generate(self, rgb: np.ndarray, truth: np.ndarray) -> Proposals:
-        """All segments the AMG keeps for the slice, as a bool (N, H, W) stack in its order."""
+        """All segments the AMG keeps for the slice, as a bool (N, H, W) stack in its order.
+
+        ``info["peak_memory_bytes"]``: this call's peak (CUDA), or the process's peak RSS (CPU).
+        """
         self._check_rgb(rgb, self.name)
+        _reset_peak_memory(self.loaded.device)
         return self._run(rgb, None)
 
 
@@ -351,16 +560,73 @@ class SamSeededGenerator(_SamAmgGenerator):
         """Segments from the seeds of ``truth`` (see :func:`samradbench.seeds.seed_pixels`).
 
         The grid is ``(x = col / W, y = row / H)`` per seed (B11). Empty truth: no model call, no
-        segments. ``info["n_seeds"]`` is the number of distinct seeds.
+        segments. ``info["n_seeds"]`` is the number of distinct seeds; ``info["peak_memory_bytes"]``
+        as for sam-auto.
         """
         H, W = self._check_rgb(rgb, self.name)
+        _reset_peak_memory(self.loaded.device)
         truth = np.asarray(truth)
         if truth.shape != (H, W):
             raise ValueError(f"{self.name}: ground truth of shape {truth.shape} for a slice of shape {(H, W)}")
         pixels = seed_pixels(truth, self.cfg.seed_grid)
         if len(pixels) == 0:
-            return empty_proposals((H, W), n_seeds=0)
+            return empty_proposals((H, W), n_seeds=0, peak_memory_bytes=_peak_memory_bytes(self.loaded.device))
         return self._run(rgb, [to_sam_points(pixels, (H, W))], n_seeds=len(pixels))
+
+
+def _float32():
+    import torch
+
+    return torch.float32
+
+
+def _resize_transform(model: torch.nn.Module):
+    """segment-anything's ``ResizeLongestSide`` to the model's encoder input size (as SamPredictor)."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    return ResizeLongestSide(model.image_encoder.img_size)
+
+
+def _predict_torch_autocast(
+    predictor,
+    precision: str,
+    point_coords,
+    point_labels,
+    boxes=None,
+    mask_input=None,
+    multimask_output: bool = True,
+    return_logits: bool = False,
+):
+    """``SamPredictor.predict_torch`` with the mask decoder under ``precision`` autocast.
+
+    The same steps as segment-anything's (prompt encoder, mask decoder, ``postprocess_masks``,
+    threshold); the prompt encoder stays float32 (cheap, and its sin/cos positional encoding is
+    precision-sensitive), and the decoder's low-resolution logits and IoU predictions are cast to
+    float32 before the upscaling, so everything downstream (stability score, thresholds, NMS) sees
+    float32 as with ``fp32``.
+    """
+    import torch
+
+    if not predictor.is_image_set:
+        raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+    model = predictor.model
+    points = (point_coords, point_labels) if point_coords is not None else None
+    with torch.no_grad():
+        sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        image_pe = model.prompt_encoder.get_dense_pe()
+        with autocast(str(predictor.device), precision):
+            low_res_masks, iou_predictions = model.mask_decoder(
+                image_embeddings=predictor.features,
+                image_pe=image_pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask_output,
+            )
+        low_res_masks, iou_predictions = low_res_masks.float(), iou_predictions.float()
+        masks = model.postprocess_masks(low_res_masks, predictor.input_size, predictor.original_size)
+    if not return_logits:
+        masks = masks > model.mask_threshold
+    return masks, iou_predictions, low_res_masks
 
 
 _ADAPTERS = {"sam-auto": SamAutoGenerator, "sam-seeded": SamSeededGenerator}
