@@ -333,6 +333,10 @@ class GenerationCache:
             code=generator_code_digest(generator), name=generator.name,
         )
 
+    def has(self, generator: Generator, rgb: np.ndarray, truth: np.ndarray | None) -> bool:
+        """Whether an entry exists for this call (it may still prove corrupt when read)."""
+        return self.path_for(self.key_for(generator, np.asarray(rgb), truth)).is_file()
+
     def generate(self, generator: Generator, rgb: np.ndarray, truth: np.ndarray | None) -> tuple[Proposals, float]:
         rgb = np.asarray(rgb)
         slice_shape = tuple(rgb.shape[:2])

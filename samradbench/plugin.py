@@ -60,6 +60,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--points-per-side", type=int, default=32, help="sam-auto point grid (default 32, as the paper)")
     g.addoption("--seed-grid", type=int, default=3, help="sam-seeded n x n seeds (default 3; 4 gives 16 points)")
     g.addoption("--points-per-batch", type=int, default=64, help="SAM prompts decoded per batch (default 64)")
+    g.addoption("--precision", default="fp32", choices=("fp32", "bf16"),
+                help="SAM image encoder and mask decoder precision (default fp32, as the paper; bf16 = autocast)")
+    g.addoption("--compile", action="store_true", help="torch.compile the SAM image encoder (compiled once, before timing)")
+    g.addoption("--encoder-batch", type=int, default=1, metavar="N",
+                help="encode N slices per image-encoder forward pass (default 1)")
     g.addoption("--pred-iou-thresh", type=float, default=None, help="default 0.88 (0 with --sam-random-init)")
     g.addoption("--stability-score-thresh", type=float, default=None, help="default 0.95 (0 with --sam-random-init)")
     g.addoption("--normalisation", default="volume", choices=("volume", "slice"),
@@ -139,6 +144,9 @@ class Settings:
                 points_per_batch=opt("--points-per-batch"),
                 pred_iou_thresh=opt("--pred-iou-thresh"),
                 stability_score_thresh=opt("--stability-score-thresh"),
+                precision=opt("--precision"),
+                compile=opt("--compile"),
+                encoder_batch=opt("--encoder-batch"),
             )
         return cls(
             data_root=Path(root).expanduser() if root else None,
@@ -378,7 +386,7 @@ class BenchSession:
                 calls_before = self.cache.model_calls if self.cache else None
                 if self.cache:
                     result = run_volume(volume, targets, generator, heuristics, self.settings.run,
-                                        generate=self.cache.generate)
+                                        generate=self.cache.generate, is_cached=self.cache.has)
                 else:
                     result = run_volume(volume, targets, generator, heuristics, self.settings.run)
             except (SamradbenchError, ValueError, OSError, RuntimeError, MemoryError) as exc:

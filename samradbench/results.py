@@ -150,6 +150,8 @@ def summarise(cases: Iterable[dict], absent: Iterable[dict] = ()) -> list[dict]:
             n_slices_generated=gen_slices,
             seconds_per_slice=(gen_seconds / gen_slices) if gen_slices else None,
             encode_seconds_per_slice=(sum(enc) / gen_slices) if (enc and gen_slices) else None,
+            peak_memory_bytes=max((r["peak_memory_bytes"] for r in rows if r.get("peak_memory_bytes") is not None),
+                                  default=None),
         )
         out.append(summary)
     return out

@@ -77,9 +77,13 @@ class _TargetTally:
     subset_violations: int = 0
     call_seconds: list[float] = field(default_factory=list)  # the generator's wall time per call
     encode_seconds: float | None = None
+    peak_memory_bytes: int | None = None
 
     def add_call(self, proposals: Proposals, seconds: float) -> None:
         self.call_seconds.append(seconds)
+        peak = proposals.info.get("peak_memory_bytes")
+        if peak is not None:
+            self.peak_memory_bytes = max(int(peak), self.peak_memory_bytes or 0)
         if proposals.encode_seconds is not None:
             self.encode_seconds = (self.encode_seconds or 0.0) + proposals.encode_seconds
 
@@ -130,6 +134,7 @@ def run_volume(
     heuristics: Sequence[str],
     options: RunOptions,
     generate: Callable[[Generator, np.ndarray, np.ndarray | None], tuple[Proposals, float]] = _timed_generate,
+    is_cached: Callable[[Generator, np.ndarray, np.ndarray | None], bool] | None = None,
 ) -> VolumeResult:
     """Run ``generator`` over one volume and score it for every target × heuristic requested.
 
@@ -137,6 +142,11 @@ def run_volume(
     times ``generator.generate`` with the device synchronised around the clock reads); a cache can
     stand in for it. All four heuristics are always evaluated, cheaply, so the subset invariants are
     checked on real outputs; rows are returned only for ``heuristics``.
+
+    A generator with ``prefetch`` and ``prefetch_size`` > 1 (SAM with ``encoder_batch``) is handed the
+    slices it will see, that many at a time, to encode them in one batch; slices ``is_cached`` says
+    are already cached are left out. The batch's wall time is shared equally by its slices and added
+    to each slice's first generator call, so seconds per slice stay the generator's full cost.
     """
     all_heuristics: list[Heuristic] = list(HEURISTICS.values())
     truths = {t.name: target_mask(volume.label, t) for t in targets}
@@ -163,13 +173,43 @@ def run_volume(
     for idx in has_truth.values():
         any_truth[idx] = True
 
+    if generator.uses_truth:
+        needed = [int(k) for k in np.flatnonzero(any_truth)]
+    else:
+        needed = [k for k in range(volume.n_slices) if any_truth[k] or not options.skip_empty_slices]
+    prefetch = getattr(generator, "prefetch", None)
+    batch = int(getattr(generator, "prefetch_size", 1)) if prefetch else 1
+    prefetch_share: dict[int, float] = {}  # slice → its share of a prefetch batch's seconds, until used
+    position = {k: i for i, k in enumerate(needed)}
+
+    def rgb_of(k: int) -> np.ndarray:
+        return to_rgb(take_slice(volume.image_u8, axis, k))
+
+    def uncached(k: int) -> bool:
+        if is_cached is None:
+            return True
+        if not generator.uses_truth:
+            return not is_cached(generator, rgb_of(k), None)
+        return any(not is_cached(generator, rgb_of(k), take_slice(truths[t.name], axis, k))
+                   for t in present if truths[t.name].any())
+
     for k in range(volume.n_slices):
+        if batch > 1 and position.get(k, 1) % batch == 0:
+            chunk = [j for j in needed[position[k]: position[k] + batch] if uncached(j)]
+            if chunk:
+                generator.synchronize()
+                t0 = time.perf_counter()
+                prefetch([rgb_of(j) for j in chunk])
+                generator.synchronize()
+                share = (time.perf_counter() - t0) / len(chunk)
+                prefetch_share.update({j: share for j in chunk})
         truth_slices = {t.name: take_slice(truths[t.name], axis, k) for t in present}
         rgb = None
         shared: Proposals | None = None
         if not generator.uses_truth and (any_truth[k] or not options.skip_empty_slices):
-            rgb = to_rgb(take_slice(volume.image_u8, axis, k))
+            rgb = rgb_of(k)
             shared, dt = _generate_slice(generate, generator, rgb, None, k, axis, None)
+            dt += prefetch_share.pop(k, 0.0)
             for tally in tallies.values():
                 tally.add_call(shared, dt)
         for t in present:
@@ -180,7 +220,7 @@ def run_volume(
                     if rgb is None:
                         rgb = to_rgb(take_slice(volume.image_u8, axis, k))
                     proposals, dt = _generate_slice(generate, generator, rgb, truth, k, axis, t.name)
-                    tally.add_call(proposals, dt)
+                    tally.add_call(proposals, dt + prefetch_share.pop(k, 0.0))
                 else:
                     proposals = None
             else:
@@ -233,6 +273,7 @@ def run_volume(
                     "generator_seconds": total,
                     "encode_seconds": tally.encode_seconds,
                     "seconds_per_slice": (total / generated) if generated else None,
+                    "peak_memory_bytes": tally.peak_memory_bytes,
                     "slices": slices,
                 }
             )

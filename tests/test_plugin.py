@@ -126,3 +126,21 @@ def test_second_run_and_added_heuristic_are_served_from_the_cache(bench, pyteste
     third = bench("--generators", "superpixels", "-k", "spleen and best", "--no-cache")
     third.assert_outcomes(passed=1)
     assert loads_strict((pytester.path / "r.json").read_text())["config"].get("cache_stats") is None
+
+
+def test_device_options_reach_the_results_config(bench, pytester):
+    """--precision, --encoder-batch and --points-per-batch flow into SamConfig and every result's config,
+    on CPU, through the tiny random-init SAM."""
+    pytest.importorskip("segment_anything")
+    result = bench("--generators", "sam-auto", "-k", "spleen and best", "--sam-random-init", "vit_tiny",
+                   "--points-per-side", "2", "--precision", "bf16", "--encoder-batch", "4",
+                   "--points-per-batch", "2")
+    result.assert_outcomes(passed=1)
+    doc = loads_strict((pytester.path / "r.json").read_text())
+    sam = doc["config"]["sam"]
+    assert (sam["precision"], sam["encoder_batch"], sam["points_per_batch"], sam["compile"]) == ("bf16", 4, 2, False)
+    described = doc["config"]["generator_descriptions"]["sam-auto"]
+    assert described["config"]["precision"] == "bf16" and described["model"]["weights"] == "random-init"
+    assert all(r["model_label"].startswith("random-init") for r in doc["cases"])
+    assert all(r["peak_memory_bytes"] and r["peak_memory_bytes"] > 0 for r in doc["cases"])
+    assert "random-init rows use untrained SAM weights" in result.stdout.str()

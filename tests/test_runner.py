@@ -215,3 +215,34 @@ def test_a_generator_failure_names_the_slice(tmp_path):
 
     with pytest.raises(GenerationError, match=r"slice 1 along axis 2.*points_per_batch=1"):
         _run(_square_case(tmp_path), Stub(fail))
+
+
+class PrefetchStub(Stub):
+    """A stub with SAM's optional batching surface: prefetch(rgbs) in chunks of prefetch_size."""
+
+    def __init__(self, size):
+        super().__init__(lambda rgb, truth: np.ones((1, *rgb.shape[:2]), bool))
+        self.prefetch_size = size
+        self.batches: list[int] = []
+
+    def prefetch(self, rgbs):
+        self.batches.append(len(rgbs))
+
+
+def test_prefetch_batches_only_the_slices_the_generator_will_see(tmp_path):
+    """Truth in slices 1, 2 (of 4) with the empty-slice skip: one batch of 2; without the skip and a
+    batch size of 3: batches of 3 and 1. Slices a cache already holds are not encoded again."""
+    ds = _square_case(tmp_path)
+    stub = PrefetchStub(4)
+    _run(ds, stub)
+    assert stub.batches == [2] and len(stub.calls) == 2
+    stub3 = PrefetchStub(3)
+    _run(ds, stub3, RunOptions(skip_empty_slices=False))
+    assert stub3.batches == [3, 1] and len(stub3.calls) == 4
+    cached = PrefetchStub(4)
+    vol = prepare_volume(ds, ds.cases[0], RunOptions())
+    from samradbench.runner import _timed_generate
+
+    run_volume(vol, ds.targets, cached, ALL, RunOptions(), generate=_timed_generate,
+               is_cached=lambda g, rgb, truth: True)
+    assert cached.batches == [] and len(cached.calls) == 2

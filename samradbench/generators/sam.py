@@ -362,6 +362,11 @@ class _SamAmgGenerator:
 
             torch.cuda.synchronize(self.loaded.device)
 
+    @property
+    def prefetch_size(self) -> int:
+        """How many slices the runner should hand to :meth:`prefetch` at a time."""
+        return self.cfg.encoder_batch
+
     def prefetch(self, rgbs: list[np.ndarray]) -> None:
         """Encode ``rgbs`` ahead of their ``generate`` calls, ``cfg.encoder_batch`` slices per forward pass.
 
