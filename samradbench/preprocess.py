@@ -52,7 +52,9 @@ def _scale(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """255·(v − lo)/(hi − lo), truncated to uint8; a constant range maps to 0 without dividing."""
     if hi <= lo:
         return np.zeros(values.shape, dtype=np.uint8)
-    scaled = (values.astype(np.float64) - lo) * 255.0 / (hi - lo)
+    scaled = np.subtract(values, lo, dtype=np.float64)  # one float64 copy, then in place
+    scaled *= 255.0
+    scaled /= hi - lo
     # Truncate as the paper's uint8 cast does, but forgive float rounding below a whole number
     # (exact arithmetic maps the maximum to 255, float may give 254.99999999999997).
     scaled += 1e-9
@@ -78,23 +80,28 @@ def normalise(
     data = np.asarray(volume)
     if not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
         raise ConfigError(f"cannot normalise an array of dtype {data.dtype}")
-    data = data.astype(np.float64, copy=False)
-    finite = np.isfinite(data)
-    n_bad = int(data.size - np.count_nonzero(finite))
-    if n_bad:
-        data = np.where(finite, data, 0.0)
+    if data.dtype.kind in "biu":  # integers are all finite: skip the float copy and the NaN scan
+        finite = np.ones(data.shape, dtype=bool) if mode == "slice" else None
+        n_bad = 0
+    else:
+        data = data.astype(np.float64, copy=False)
+        finite = np.isfinite(data)
+        n_bad = int(data.size - np.count_nonzero(finite))
+        if n_bad:
+            data = np.where(finite, data, 0.0)
     if window is not None:
         level, width = float(window[0]), float(window[1])
         if not width > 0:
             raise ConfigError(f"CT window width must be positive, got {width}")
         lo_w, hi_w = level - width / 2.0, level + width / 2.0
-    if not finite.any():
+    if data.size == 0 or (finite is not None and not finite.any()):
         return Normalised(np.zeros(data.shape, np.uint8), None, None, n_bad)
 
-    vmin, vmax = float(data[finite].min()), float(data[finite].max())
+    valid = data if finite is None or not n_bad else data[finite]
+    vmin, vmax = float(valid.min()), float(valid.max())
     if window is not None:
         lo, hi = lo_w, hi_w
-        data = np.clip(data, lo_w, hi_w)
+        data = np.clip(data.astype(np.float64, copy=False), lo_w, hi_w)
     else:
         lo, hi = vmin, vmax
     if mode == "volume":

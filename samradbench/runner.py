@@ -20,7 +20,7 @@ from .datasets import CaseRef, Dataset, Target, load_case, target_mask
 from .errors import GenerationError
 from .generators.base import Generator, Proposals
 from .metrics import SliceCounts, slice_counts, volume_metrics
-from .preprocess import normalise, slice_axis, take_slice, to_rgb
+from .preprocess import normalise, slice_axis, to_rgb
 from .selection import HEURISTICS, Heuristic, as_segment_stack, segment_ious, selected_indices, union_of
 
 
@@ -153,9 +153,8 @@ def run_volume(
     present = [t for t in targets if truths[t.name].any()]
     absent = [t.name for t in targets if not truths[t.name].any()]
     axis = volume.axis
-    # slices with truth, per target (as sets of slice indices)
     other_axes = tuple(a for a in range(3) if a != axis)
-    has_truth = {t.name: np.flatnonzero(truths[t.name].any(axis=other_axes)) for t in present}
+    slice_has_truth = {t.name: truths[t.name].any(axis=other_axes) for t in present}
     tallies = {
         t.name: _TargetTally(
             counts={h.name: [] for h in all_heuristics},
@@ -169,9 +168,7 @@ def run_volume(
     if not present:
         return VolumeResult([], absent, {})
 
-    any_truth = np.zeros(volume.n_slices, dtype=bool)
-    for idx in has_truth.values():
-        any_truth[idx] = True
+    any_truth = np.logical_or.reduce(list(slice_has_truth.values()))
 
     if generator.uses_truth:
         needed = [int(k) for k in np.flatnonzero(any_truth)]
@@ -182,16 +179,21 @@ def run_volume(
     prefetch_share: dict[int, float] = {}  # slice → its share of a prefetch batch's seconds, until used
     position = {k: i for i, k in enumerate(needed)}
 
+    # slices first, contiguous, once per volume: a slice is then a cheap view
+    image_slices = np.ascontiguousarray(np.moveaxis(volume.image_u8, axis, 0))
+    truth_slices = {t.name: np.ascontiguousarray(np.moveaxis(truths[t.name], axis, 0)) for t in present}
+    no_selection = SliceCounts(0, 0, 0, 0, False)
+
     def rgb_of(k: int) -> np.ndarray:
-        return to_rgb(take_slice(volume.image_u8, axis, k))
+        return to_rgb(image_slices[k])
 
     def uncached(k: int) -> bool:
         if is_cached is None:
             return True
         if not generator.uses_truth:
             return not is_cached(generator, rgb_of(k), None)
-        return any(not is_cached(generator, rgb_of(k), take_slice(truths[t.name], axis, k))
-                   for t in present if truths[t.name].any())
+        return any(not is_cached(generator, rgb_of(k), truth_slices[t.name][k])
+                   for t in present if slice_has_truth[t.name][k])
 
     for k in range(volume.n_slices):
         if batch > 1 and position.get(k, 1) % batch == 0:
@@ -203,32 +205,33 @@ def run_volume(
                 generator.synchronize()
                 share = (time.perf_counter() - t0) / len(chunk)
                 prefetch_share.update({j: share for j in chunk})
-        truth_slices = {t.name: take_slice(truths[t.name], axis, k) for t in present}
         rgb = None
-        shared: Proposals | None = None
+        shared: np.ndarray | None = None  # a truth-independent generator's segments of this slice
         if not generator.uses_truth and (any_truth[k] or not options.skip_empty_slices):
             rgb = rgb_of(k)
-            shared, dt = _generate_slice(generate, generator, rgb, None, k, axis, None)
+            proposals, dt = _generate_slice(generate, generator, rgb, None, k, axis, None)
+            shared = as_segment_stack(proposals.masks, image_slices.shape[1:])
             dt += prefetch_share.pop(k, 0.0)
             for tally in tallies.values():
-                tally.add_call(shared, dt)
+                tally.add_call(proposals, dt)
         for t in present:
-            truth = truth_slices[t.name]
             tally = tallies[t.name]
+            if not slice_has_truth[t.name][k]:
+                # empty truth: no segment has IoU > 0, so every heuristic selects nothing
+                if shared is not None:
+                    tally.n_segments += len(shared)
+                for h in all_heuristics:
+                    tally.counts[h.name].append(no_selection)
+                continue
+            truth = truth_slices[t.name][k]
             if generator.uses_truth:
-                if truth.any():
-                    if rgb is None:
-                        rgb = to_rgb(take_slice(volume.image_u8, axis, k))
-                    proposals, dt = _generate_slice(generate, generator, rgb, truth, k, axis, t.name)
-                    tally.add_call(proposals, dt + prefetch_share.pop(k, 0.0))
-                else:
-                    proposals = None
-            else:
-                proposals = shared
-            if proposals is None:
-                segs = np.zeros((0, *truth.shape), dtype=bool)
-            else:
+                if rgb is None:
+                    rgb = rgb_of(k)
+                proposals, dt = _generate_slice(generate, generator, rgb, truth, k, axis, t.name)
+                tally.add_call(proposals, dt + prefetch_share.pop(k, 0.0))
                 segs = as_segment_stack(proposals.masks, truth.shape)
+            else:
+                segs = shared
             tally.n_segments += segs.shape[0]
             ious = segment_ious(segs, truth)
             selected = {}
