@@ -29,7 +29,8 @@ def default_data(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def bench(pytester, default_data):
-    pytester.makepyfile(test_segmentation=BENCH_MODULE.read_text())
+    # a name of its own: benchmarks/test_segmentation.py may already be imported in this process
+    pytester.makepyfile(test_bench_copy=BENCH_MODULE.read_text())
 
     def run(*args, data_root=default_data):
         return pytester.runpytest("-p", "no:cacheprovider", "--data-root", str(data_root),
