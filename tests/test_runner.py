@@ -246,3 +246,33 @@ def test_prefetch_batches_only_the_slices_the_generator_will_see(tmp_path):
     run_volume(vol, ds.targets, cached, ALL, RunOptions(), generate=_timed_generate,
                is_cached=lambda g, rgb, truth: True)
     assert cached.batches == [] and len(cached.calls) == 2
+
+
+def test_peak_memory_does_not_grow_with_the_number_of_volumes(tmp_path):
+    """Issue 4 item 5: masks live for one slice; a run of 4 volumes peaks no higher than a run of 1
+    (tracemalloc, with a stub returning 40 full-size masks per slice)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    cases = []
+    for i in range(4):
+        label = np.zeros((64, 64, 8), np.uint8)
+        label[10:40, 10:40, 1:7] = 1
+        cases.append(SyntheticCase(f"c{i}", rng.normal(size=(64, 64, 8)).astype(np.float32), label))
+    write_msd_dataset(tmp_path / "Task98_Mem", cases, {"0": "background", "1": "organ"}, {"0": "MRI"})
+    (ds,) = discover_datasets(tmp_path / "Task98_Mem")
+    stub = Stub(lambda rgb, truth: rng.random((40, *rgb.shape[:2])) > 0.5)
+
+    def peak(n_volumes: int) -> int:
+        rows = []
+        tracemalloc.start()
+        for ref in ds.cases[:n_volumes]:
+            vol = prepare_volume(ds, ref, RunOptions())
+            rows += run_volume(vol, ds.targets, stub, ALL, RunOptions()).rows
+            del vol
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    one, four = peak(1), peak(4)
+    assert four < 1.2 * one, (one, four)
