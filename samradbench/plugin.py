@@ -47,6 +47,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="use at most the first N volumes of each dataset (default: all)")
     g.addoption("--results-json", default=str(DEFAULT_RESULTS), metavar="PATH",
                 help=f"results document, rewritten atomically as volumes finish (default: {DEFAULT_RESULTS})")
+    g.addoption("--plot", default=None, metavar="PATH.png",
+                help="also draw per-volume Dice box plots (one panel per dataset/target) to this PNG; "
+                     "needs matplotlib (pip install 'samradbench[plots]')")
     g.addoption("--sam-checkpoint", default=None, metavar="PATH", help="SAM weights (.pth) for sam-auto / sam-seeded")
     g.addoption("--sam-model", default=None, choices=SAM_ARCHITECTURES,
                 help="SAM architecture of the checkpoint (default: inferred from the weights)")
@@ -505,3 +508,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     for f in doc.failures:
         tr.write_line(f"FAILED volume {f['dataset']}/{f['volume']} ({f['generator']}): {f['reason']}")
     tr.write_line(f"results: {doc.path}")
+    plot = config.getoption("--plot")
+    if plot:
+        from .figures import dice_boxplots
+
+        try:
+            tr.write_line(f"plot: {dice_boxplots(doc.cases, Path(plot))}")
+        except (SamradbenchError, ValueError) as exc:
+            tr.write_line(f"plot not written: {exc}", yellow=True)

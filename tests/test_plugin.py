@@ -145,3 +145,22 @@ def test_device_options_reach_the_results_config(bench, pytester):
     assert all(r["model_label"].startswith("random-init") for r in doc["cases"])
     assert all(r["peak_memory_bytes"] and r["peak_memory_bytes"] > 0 for r in doc["cases"])
     assert "random-init rows use untrained SAM weights" in result.stdout.str()
+
+
+def test_plot_option_draws_a_png(bench, pytester):
+    pytest.importorskip("matplotlib")
+    result = bench("--generators", "oracle,superpixels", "--plot", "dice.png")
+    result.assert_outcomes(passed=32)
+    png = (pytester.path / "dice.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert "plot: dice.png" in result.stdout.str()
+
+
+def test_plot_without_matplotlib_is_one_line_not_a_crash(bench, pytester, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    result = bench("--generators", "oracle", "-k", "spleen and all", "--plot", "dice.png")
+    result.assert_outcomes(passed=1)
+    assert "plot not written: plots need matplotlib" in result.stdout.str()
+    assert not (pytester.path / "dice.png").exists()
