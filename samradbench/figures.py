@@ -45,7 +45,7 @@ def dice_boxplots(cases: Iterable[dict], path: Path) -> Path:
     for ax, ((dataset, target), panel) in zip(axes.flat, sorted(groups.items())):
         keys = sorted(panel, key=lambda k: (k[0], order.get(k[1], 99), k[2]))
         data = [panel[k] for k in keys]
-        ax.boxplot(data, vert=False, widths=0.6, showfliers=False)
+        ax.boxplot(data, orientation="horizontal", widths=0.6, showfliers=False)
         for i, values in enumerate(data, 1):
             ax.plot(values, [i] * len(values), "o", ms=3, alpha=0.6, color="tab:blue")
         labels = [f"{g} · {h}" + (" (random-init)" if m.startswith("random-init") else "") for g, h, m in keys]
