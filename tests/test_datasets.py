@@ -233,12 +233,18 @@ def test_two_folders_with_one_short_name_is_an_error_naming_both(tmp_path):
     assert "Task05_Prostate" in str(err.value) and "ProstateX_T2W_Zones" in str(err.value)
 
 
-def test_missing_listed_file_is_named(tmp_path):
+def test_missing_listed_file_fails_that_case_only(tmp_path):
+    """A dataset.json entry whose file is gone: discovery still lists the case (so the run records it
+    as failed and goes on with the others); loading it names the missing file."""
     lab = square_label()
-    folder = write_msd(tmp_path / "Task09_Spleen", [("s1", lab, lab)], {"0": "background", "1": "spleen"})
+    folder = write_msd(tmp_path / "Task09_Spleen", [("s1", lab, lab), ("s2", lab, lab)],
+                       {"0": "background", "1": "spleen"})
     (folder / "labelsTr" / "s1.nii.gz").unlink()
-    with pytest.raises(DataError, match=r"labelsTr/s1\.nii\.gz"):
-        discover_datasets(tmp_path)
+    (ds,) = discover_datasets(tmp_path)
+    assert [c.case_id for c in ds.cases] == ["s1", "s2"]
+    with pytest.raises(DataError, match=r"file not found: .*labelsTr/s1\.nii\.gz"):
+        load_case(ds, ds.cases[0])
+    assert load_case(ds, ds.cases[1]).label.any()
 
 
 def test_invalid_dataset_json_is_named(tmp_path):
