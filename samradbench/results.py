@@ -175,10 +175,13 @@ class ResultsDocument:
     cases: list[dict] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
     absent: list[dict] = field(default_factory=list)  # {dataset, target, generator, volume}: target not in volume
+    status: str = "running"  # 'running' while volumes are added; 'complete' or 'interrupted' at the end
+    resume_note: str = ""  # what --resume found (set by resume())
 
     def as_dict(self) -> dict:
         return {
             "schema_version": SCHEMA_VERSION,
+            "status": self.status,
             "environment": self.environment,
             "config": self.config,
             "cases": self.cases,
@@ -212,14 +215,25 @@ class ResultsDocument:
         doc = cls(Path(path), environment, config)
         try:
             old = loads_strict(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except FileNotFoundError:
+            doc.resume_note = f"nothing to resume: {path} does not exist; starting afresh"
+            return doc
+        except (OSError, ValueError) as exc:
+            doc.resume_note = f"nothing reused: {path} is not a readable results document ({exc}); starting afresh"
             return doc
         old_config = {k: v for k, v in (old.get("config") or {}).items() if k not in VOLATILE_CONFIG_KEYS}
         descriptions = (old.get("config") or {}).get("generator_descriptions") or {}
         new_config = {k: v for k, v in to_jsonable(config).items() if k not in VOLATILE_CONFIG_KEYS}
-        if old.get("schema_version") != SCHEMA_VERSION or old_config != new_config:
+        if old.get("schema_version") != SCHEMA_VERSION:
+            doc.resume_note = f"nothing reused: {path} has schema {old.get('schema_version')}, not {SCHEMA_VERSION}"
+            return doc
+        if old_config != new_config:
+            differ = sorted(k for k in old_config.keys() | new_config.keys() if old_config.get(k) != new_config.get(k))
+            doc.resume_note = f"nothing reused: the configuration differs from {path} in {', '.join(differ)}"
             return doc
         doc.config["generator_descriptions"] = dict(descriptions)
         doc.cases = list(old.get("cases") or [])
         doc.absent = list(old.get("absent") or [])
+        volumes = {(r["dataset"], r["generator"], r["volume"]) for r in doc.cases}
+        doc.resume_note = f"{len(volumes)} finished volume(s) × generator in {path} can be reused"
         return doc

@@ -80,7 +80,9 @@ def test_document_rewrites_incrementally(tmp_path):
     doc = ResultsDocument(tmp_path / "out" / "r.json", {"python": "3"}, {"k": 1})
     doc.add_volume([_row("a", 0.5)])
     first = loads_strict(doc.path.read_text())
-    assert set(first) == {"schema_version", "environment", "config", "cases", "summary", "failures", "absent"}
+    assert set(first) == {"schema_version", "status", "environment", "config", "cases", "summary", "failures",
+                          "absent"}
+    assert first["status"] == "running"
     assert len(first["cases"]) == 1
     doc.add_failure(dataset="d", volume="b", generator="g", reason="DataError: bad")
     doc.add_volume([_row("c", 1.0)])
