@@ -94,6 +94,18 @@ def _parse_list(value: str, allowed, what: str) -> tuple[str, ...]:
     return items
 
 
+def _parse_heuristics(value: str) -> tuple[str, ...]:
+    """Heuristic names as in the SPEC ('iou>0.5') or as typed in test ids ('iou-gt-0.5')."""
+    names = []
+    for v in (v.strip() for v in value.split(",") if v.strip()):
+        try:
+            names.append(get_heuristic(v).name)
+        except SamradbenchError:
+            raise pytest.UsageError(f"unknown heuristic {v!r}; expected some of: {', '.join(HEURISTICS)} "
+                                    "(or iou-gt-0.25, iou-gt-0.5)") from None
+    return tuple(names)
+
+
 def _parse_window(value: str | None) -> tuple[float, float] | None:
     if value is None:
         return None
@@ -154,10 +166,7 @@ class Settings:
         return cls(
             data_root=Path(root).expanduser() if root else None,
             generators=_parse_list(opt("--generators"), GENERATOR_NAMES, "generator"),
-            heuristics=tuple(
-                get_heuristic(h).name for h in _parse_list(
-                    opt("--heuristics"), tuple(HEURISTICS) + tuple(h.test_id for h in HEURISTICS.values()), "heuristic")
-            ),
+            heuristics=_parse_heuristics(opt("--heuristics")),
             max_volumes=opt("--max-volumes"),
             results_json=Path(opt("--results-json")),
             sam=sam,
@@ -247,7 +256,6 @@ class BenchSession:
         self.settings = Settings.from_config(config)
         self._datasets = None
         self._sam: dict | None = None
-        self._sam_error: str | None = None
         self._baselines: dict = {}
         self._computed: dict[tuple[str, str], _Computed] = {}
         self._wanted: dict[tuple[str, str], tuple[set, set]] = {}
@@ -302,20 +310,18 @@ class BenchSession:
             return self._baselines[name]
         if self.settings.sam is None:
             pytest.skip(NO_SAM_REASON)
-        if self._sam_error:
-            pytest.fail(self._sam_error, pytrace=False)
+        return self.build_sam()[name]
+
+    def build_sam(self) -> dict:
+        """The SAM adapters of this session, sharing one model loaded once (SamradbenchError if not)."""
         if self._sam is None:
             from .generators.sam import build_sam_generators
 
-            try:
-                self._sam = build_sam_generators(
-                    self.settings.sam, tuple(g for g in self.settings.generators if g in SAM_GENERATORS),
-                    allow_unsafe_pickle=self.settings.allow_unsafe_pickle,
-                )
-            except SamradbenchError as exc:
-                self._sam_error = f"SAM model could not be built: {exc}"
-                pytest.fail(self._sam_error, pytrace=False)
-        return self._sam[name]
+            self._sam = build_sam_generators(
+                self.settings.sam, tuple(g for g in self.settings.generators if g in SAM_GENERATORS),
+                allow_unsafe_pickle=self.settings.allow_unsafe_pickle,
+            )
+        return self._sam
 
     # -- results
     def _document(self) -> ResultsDocument:
@@ -326,7 +332,7 @@ class BenchSession:
                 model = next(iter(self._sam.values())).describe()["model"]
                 device, device_name = model.get("device"), model.get("device_name")
             make = ResultsDocument.resume if s.resume else ResultsDocument
-            self.document = make(
+            self.document = doc = make(
                 s.results_json,
                 environment(device, device_name, cwd=Path(self.config.rootpath)),
                 {
@@ -340,7 +346,9 @@ class BenchSession:
                     "generator_descriptions": {},
                 },
             )
-            self.document.flush()
+            if s.resume:
+                self._progress(f"resume: {doc.resume_note}")
+            doc.flush()
         return self.document
 
     def _progress(self, text: str) -> None:
@@ -402,7 +410,7 @@ class BenchSession:
             volume_meta = {k: volume.meta.get(k) for k in (
                 "slice_axis", "slice_axis_rule", "normalisation", "ct_window", "intensity_min", "intensity_max",
                 "nonfinite_voxels", "channel", "channel_name", "original_shape", "shape", "orientation",
-                "label_values", "spacing")}
+                "label_values", "spacing", "warnings")}
             rows = [
                 {"dataset": dataset_name, "volume": ref.case_id, "generator": generator_name,
                  "model": model, "model_label": label, **row, "volume_info": volume_meta}
@@ -415,12 +423,17 @@ class BenchSession:
                 out.seconds[t].extend(secs)
             for t in result.absent_targets:
                 out.absent[t].append(ref.case_id)
-            calls = sum(len(s) for s in result.slice_seconds.values()) if generator.uses_truth else \
-                max((len(s) for s in result.slice_seconds.values()), default=0)
+            if generator.uses_truth:
+                calls = sum(len(s) for s in result.slice_seconds.values())
+                what = f"{calls} generator calls over {len(result.slice_seconds)} target(s)"
+            else:
+                calls = max((len(s) for s in result.slice_seconds.values()), default=0)
+                what = f"generator ran on {calls}"
             cached = f" ({calls - (self.cache.model_calls - calls_before)} from cache)" if self.cache else ""
+            warned = "".join(f"; WARNING {w}" for w in volume.meta.get("warnings", []))
             self._progress(
                 f"{dataset_name} · {generator_name} · {ref.case_id} ({i}/{len(refs)}): "
-                f"{volume.n_slices} slices, {calls} generator calls{cached}, {time.perf_counter() - t0:.1f} s"
+                f"{volume.n_slices} slices, {what}{cached}, {time.perf_counter() - t0:.1f} s{warned}"
             )
         return out
 
@@ -457,11 +470,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("bench_case", cases, ids=[c.id for c in cases])
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Read and check the options once, before collection: a bad option or data root is one
+    ``ERROR:`` line, not a collection traceback."""
+    bench = _session(config)
+    if bench.settings.data_root is not None:
+        bench.datasets()
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     cases = [item.callspec.params["bench_case"] for item in session.items
              if hasattr(item, "callspec") and "bench_case" in item.callspec.params]
-    if cases:
-        _session(session.config).want(cases)
+    if not cases:
+        return
+    bench = _session(session.config)
+    bench.want(cases)
+    if bench.settings.sam is not None and any(c.generator in SAM_GENERATORS for c in cases):
+        # build the model now: a wrong checkpoint or device is one message before anything runs
+        try:
+            bench.build_sam()
+        except SamradbenchError as exc:
+            pytest.exit(f"SAM model could not be built: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture(scope="session")
@@ -498,7 +527,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 
     if bench.cache is not None:
         doc.config["cache_stats"] = bench.cache.stats()
-        doc.flush()
+    doc.status = "interrupted" if exitstatus == pytest.ExitCode.INTERRUPTED else "complete"
+    doc.flush()
     tr = terminalreporter
     tr.section("samradbench summary")
     tr.write_line(summary_table(doc.as_dict()["summary"]))

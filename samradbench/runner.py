@@ -53,16 +53,28 @@ def prepare_volume(dataset: Dataset, ref: CaseRef, options: RunOptions) -> Prepa
     """Load ``ref`` (SPEC §1) and preprocess it (SPEC §2). Raises DataError on bad input."""
     case = load_case(dataset, ref)
     axis = slice_axis(case.image.shape, case.spacing, options.axis_rule)
-    norm = normalise(case.image, options.normalisation, options.ct_window, axis=axis)
+    # a CT window means Hounsfield units: it applies to CT channels only, never to MRI
+    window = options.ct_window if dataset.channel_name.strip().upper() == "CT" else None
+    norm = normalise(case.image, options.normalisation, window, axis=axis)
+    warnings = []
+    if norm.nonfinite_voxels:
+        warnings.append(f"{norm.nonfinite_voxels} NaN/inf voxels set to 0")
+    if norm.min is None:
+        warnings.append("no finite voxel: the image is blank")
+    elif norm.min == norm.max:
+        warnings.append(f"constant image ({norm.min:g}): the image is blank")
+    if options.ct_window and window is None:
+        warnings.append(f"--ct-window not applied to a {dataset.channel_name} image")
     meta = dict(case.meta)
     meta.update(
         slice_axis=axis,
         slice_axis_rule=options.axis_rule,
         normalisation=options.normalisation,
-        ct_window=list(options.ct_window) if options.ct_window else None,
+        ct_window=list(window) if window else None,
         intensity_min=norm.min,
         intensity_max=norm.max,
         nonfinite_voxels=norm.nonfinite_voxels,
+        warnings=warnings,
     )
     return PreparedVolume(ref, norm.volume, case.label, axis, meta)
 

@@ -13,6 +13,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+# Loaded here, before any in-process pytester run: pytester restores sys.modules after each run,
+# and torch cannot be imported a second time into the same interpreter once it was dropped.
+import torch  # noqa: F401
 
 from samradbench.results import loads_strict
 from samradbench.synthetic import write_default_data
@@ -164,3 +167,53 @@ def test_plot_without_matplotlib_is_one_line_not_a_crash(bench, pytester, monkey
     result.assert_outcomes(passed=1)
     assert "plot not written: plots need matplotlib" in result.stdout.str()
     assert not (pytester.path / "dice.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--generators", "foo"), "unknown generator 'foo'"),
+    (("--heuristics", "bar"), "unknown heuristic 'bar'"),
+    (("--max-volumes", "0"), "--max-volumes must be at least 1"),
+    (("--ct-window", "40"), "--ct-window takes LEVEL,WIDTH"),
+    (("--sam-checkpoint", "missing.pth"), "--sam-checkpoint missing.pth: no such file"),
+])
+def test_bad_options_are_one_error_line_without_traceback(bench, args, message):
+    result = bench(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert f"ERROR: {message}" in err and "Traceback" not in err and "plugin.py" not in err
+
+
+def test_a_broken_checkpoint_stops_the_run_once_before_anything_runs(bench, pytester):
+    (pytester.path / "sam_vit_h_4b8939.pth").write_text("<html><body>Sign in</body></html>")
+    result = bench("--sam-checkpoint", "sam_vit_h_4b8939.pth")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    out = result.stdout.str()
+    assert out.count("SAM model could not be built") == 1 and "HTML" in out
+    assert " passed" not in out and "PASSED" not in out
+
+
+def test_resume_says_what_it_reused(bench):
+    assert "resume: nothing to resume" in bench("--generators", "oracle", "-k", "spleen", "--resume").stdout.str()
+    again = bench("--generators", "oracle", "-k", "spleen", "--resume").stdout.str()
+    assert "resume: 2 finished volume(s)" in again and again.count("reused from the interrupted run") == 2
+    other = bench("--generators", "oracle", "-k", "spleen", "--resume", "--heuristics", "best").stdout.str()
+    assert "nothing reused: the configuration differs" in other and "heuristics" in other
+
+
+def test_blank_images_are_warned_about_and_ct_window_skips_mri(bench, pytester, default_data, tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    root = tmp_path / "data"
+    shutil.copytree(default_data / "Task05_Prostate", root / "Task05_Prostate")
+    first = sorted((root / "Task05_Prostate" / "imagesTr").glob("*.nii.gz"))[0]
+    img = nib.load(first)
+    nib.save(nib.Nifti1Image(np.full(img.shape, np.nan, np.float32), img.affine), first)
+    result = bench("--generators", "oracle", "-k", "pz and all", "--ct-window", "40,400", data_root=root)
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "WARNING" in out and "NaN/inf voxels set to 0" in out and "the image is blank" in out
+    assert "--ct-window not applied to a T2 image" in out
+    doc = loads_strict((pytester.path / "r.json").read_text())
+    assert doc["status"] == "complete"
+    assert all(r["volume_info"]["ct_window"] is None for r in doc["cases"])
