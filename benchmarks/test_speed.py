@@ -19,16 +19,16 @@ Dice_pos, fraction detected, TP/FP/FN per volume × target × heuristic) and tha
 zero model calls. The issue's speed targets (cold ≥ 2×, warm ≥ 20× faster than the reference,
 overhead ≤ 10 %) are reported, not asserted: timings on shared CPU runners are too noisy to gate on.
 
-**Volumes**: every volume of ``$SAMRADBENCH_SHARED_DATA`` (default ``<repo>/../shared/data``; the
-test is skipped when it is absent), about 2 minutes on 2 CPU cores. ``SAMRADBENCH_SPEED_SUBSET=1``
-restricts it to both ProstateX_T2W_Zones cases and the first four Task04_Hippocampus cases
-(~30 s). The ratios depend on the volumes: most of the cold run's gain is the slices without
-ground truth it never gives to SAM (45 of the lung CT's 48 large slices, for example) and the
-slices it has already seen (the two ProstateX folders share their images).
+**Volumes**: every volume under ``--data-root`` (default ``$SAMRADBENCH_SHARED_DATA``, else
+``<repo>/../shared/data``; skipped when there is none), about 2 minutes on 2 CPU cores for the
+shared data. ``SAMRADBENCH_SPEED_SUBSET=1`` restricts it to both ProstateX_T2W_Zones cases and the
+first four Task04_Hippocampus cases (~30 s). The ratios depend on the volumes: most of the cold
+run's gain is the slices without ground truth it never gives to SAM (45 of the lung CT's 48 large
+slices, for example) and the slices it has already seen (the two ProstateX folders share their
+images).
 
-**Selection.** The test is cheap, so it is part of ``pytest benchmarks`` and of CI's
-``pytest tests benchmarks ...`` run. Run it alone with ``pytest benchmarks -k speed -s``; leave it
-out with ``-k "not speed"`` (or ``--benchmark-skip``, which skips every test that times itself).
+**Selection.** Marked ``speed``, which the project's default options leave out: run it with
+``pytest benchmarks -m speed -s`` (CI runs it: its command passes ``-m "not slow"``).
 
 **Threads.** torch is limited to one intra-op thread while the test runs (restored afterwards):
 on a shared 2-core runner, two torch threads competing with other processes made the tiny SAM up
@@ -178,19 +178,22 @@ def torch_threads():
     torch.set_num_threads(before)
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared real data not found at {SHARED_DATA}")
-def test_speed_reference_vs_harness(tmp_path, benchmark, capsys, torch_threads):
+@pytest.mark.speed
+def test_speed_reference_vs_harness(tmp_path, benchmark, capsys, torch_threads, request):
     from samradbench.config import SamConfig
     from samradbench.datasets import discover_datasets
     from samradbench.generators.sam import build_sam_generators
 
+    root = Path(request.config.getoption("--data-root") or SHARED_DATA)
+    if not root.is_dir():
+        pytest.skip(f"no real data: pass --data-root (default {SHARED_DATA} not found)")
     volumes = []
     if os.environ.get("SAMRADBENCH_SPEED_SUBSET"):
         for folder, n in SUBSET:
-            (ds,) = discover_datasets(SHARED_DATA / folder)
+            (ds,) = discover_datasets(root / folder)
             volumes += [(ds, ref) for ref in ds.cases[:n]]
     else:
-        volumes = [(ds, ref) for ds in discover_datasets(SHARED_DATA) for ref in ds.cases]
+        volumes = [(ds, ref) for ds in discover_datasets(root) for ref in ds.cases]
     generator = build_sam_generators(
         SamConfig(random_init="vit_tiny", points_per_side=POINTS_PER_SIDE, device="cpu"), ("sam-auto",)
     )["sam-auto"]
@@ -252,6 +255,7 @@ def test_speed_reference_vs_harness(tmp_path, benchmark, capsys, torch_threads):
 
 
 @pytest.mark.slow
+@pytest.mark.speed
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared real data not found at {SHARED_DATA}")
 def test_bf16_vs_fp32_random_init_vit_b_on_two_real_slices(capsys):
     """Issue 4: bf16 autocast vs fp32 on CPU, random-init vit_b, two real hippocampus slices: the
