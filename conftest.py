@@ -11,6 +11,10 @@ runner is slow; a deadline would then report a flaky failure that cannot be repr
 No health check is suppressed suite-wide: strategies keep arrays small (≤ 32 per axis) or draw a seed
 and build the bulk data with numpy's RNG (B35).
 
+Real volumes come through the project's data-root setting (``--data-root`` or
+``$SAMRADBENCH_DATA_ROOT``), as for the benchmarks: ``real_data_root`` and ``real_dataset(folder)``
+skip, with a reason naming the option, when no root is configured or the folder is not in it.
+
 Fixture factories below are generic (plain numpy; no NIfTI, no model) and session-scoped, so they
 can be used inside ``@given`` tests without hypothesis' function-scoped-fixture health check.
 """
@@ -18,11 +22,19 @@ can be used inside ``@given`` tests without hypothesis' function-scoped-fixture 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pytest
 from hypothesis import settings
+
+from samradbench.plugin import configured_data_root
+
+NO_REAL_DATA = (
+    "real volumes: pass --data-root (e.g. --data-root ../shared/data, the MSD-layout shared data) "
+    "or set SAMRADBENCH_DATA_ROOT"
+)
 
 settings.register_profile("dev", deadline=None, max_examples=40, print_blob=True)
 settings.register_profile(
@@ -81,3 +93,28 @@ def random_mask() -> Callable[..., np.ndarray]:
         return np.random.default_rng(seed).random(shape) < p
 
     return make
+
+
+@pytest.fixture(scope="session")
+def real_data_root(pytestconfig: pytest.Config) -> Path:
+    """The configured data root (``--data-root`` / ``$SAMRADBENCH_DATA_ROOT``); skips without one."""
+    root = configured_data_root(pytestconfig)
+    if root is None:
+        pytest.skip(NO_REAL_DATA)
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_dataset(real_data_root: Path):
+    """``real_dataset(folder)``: the one dataset in ``<data root>/<folder>`` (e.g.
+    ``"Task04_Hippocampus"``); skips when the configured root has no such folder."""
+    from samradbench.datasets import discover_datasets
+
+    def load(folder: str):
+        path = real_data_root / folder
+        if not path.is_dir():
+            pytest.skip(f"{folder} not in the data root {real_data_root}")
+        (ds,) = discover_datasets(path)
+        return ds
+
+    return load

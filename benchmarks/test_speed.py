@@ -19,8 +19,8 @@ Dice_pos, fraction detected, TP/FP/FN per volume × target × heuristic) and tha
 zero model calls. The issue's speed targets (cold ≥ 2×, warm ≥ 20× faster than the reference,
 overhead ≤ 10 %) are reported, not asserted: timings on shared CPU runners are too noisy to gate on.
 
-**Volumes**: every volume under ``--data-root`` (default ``$SAMRADBENCH_SHARED_DATA``, else
-``<repo>/../shared/data``; skipped when there is none), about 2 minutes on 2 CPU cores for the
+**Volumes**: every volume under the data root (``--data-root`` or ``$SAMRADBENCH_DATA_ROOT``;
+skipped, with that reason, when none is configured — CI passes ``--data-root ../shared/data``), about 2 minutes on 2 CPU cores for the
 shared data. ``SAMRADBENCH_SPEED_SUBSET=1`` restricts it to both ProstateX_T2W_Zones cases and the
 first four Task04_Hippocampus cases (~30 s). The ratios depend on the volumes: most of the cold
 run's gain is the slices without ground truth it never gives to SAM (45 of the lung CT's 48 large
@@ -46,7 +46,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SHARED_DATA = Path(os.environ.get("SAMRADBENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SUBSET = (("ProstateX_T2W_Zones", 2), ("Task04_Hippocampus", 4))  # (dataset folder, first N cases)
 POINTS_PER_SIDE = 4
 HEURISTIC_NAMES = ("all", "best", "iou>0.25", "iou>0.5")
@@ -179,14 +178,12 @@ def torch_threads():
 
 
 @pytest.mark.speed
-def test_speed_reference_vs_harness(tmp_path, benchmark, capsys, torch_threads, request):
+def test_speed_reference_vs_harness(tmp_path, benchmark, capsys, torch_threads, real_data_root):
     from samradbench.config import SamConfig
     from samradbench.datasets import discover_datasets
     from samradbench.generators.sam import build_sam_generators
 
-    root = Path(request.config.getoption("--data-root") or SHARED_DATA)
-    if not root.is_dir():
-        pytest.skip(f"no real data: pass --data-root (default {SHARED_DATA} not found)")
+    root = real_data_root
     volumes = []
     if os.environ.get("SAMRADBENCH_SPEED_SUBSET"):
         for folder, n in SUBSET:
@@ -256,19 +253,17 @@ def test_speed_reference_vs_harness(tmp_path, benchmark, capsys, torch_threads, 
 
 @pytest.mark.slow
 @pytest.mark.speed
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared real data not found at {SHARED_DATA}")
-def test_bf16_vs_fp32_random_init_vit_b_on_two_real_slices(capsys):
+def test_bf16_vs_fp32_random_init_vit_b_on_two_real_slices(capsys, real_dataset):
     """Issue 4: bf16 autocast vs fp32 on CPU, random-init vit_b, two real hippocampus slices: the
     image-encoder speed-up and the Dice difference under ``best`` (reported; slow: ~1-2 min)."""
     from samradbench.config import SamConfig
-    from samradbench.datasets import discover_datasets
     from samradbench.generators.sam import build_sam_generators
     from samradbench.metrics import dice_from_counts, slice_counts
     from samradbench.preprocess import take_slice, to_rgb
     from samradbench.runner import RunOptions, prepare_volume
     from samradbench.selection import select
 
-    (ds,) = discover_datasets(SHARED_DATA / "Task04_Hippocampus")
+    ds = real_dataset("Task04_Hippocampus")
     vol = prepare_volume(ds, ds.cases[0], RunOptions())
     ks = [int(k) for k in np.flatnonzero(vol.label.any(axis=tuple(a for a in range(3) if a != vol.axis)))][:2]
     rows = []

@@ -493,6 +493,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             pytest.exit(f"SAM model could not be built: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
+def configured_data_root(config: pytest.Config) -> Path | None:
+    """The data root the user configured (``--data-root``, else ``$SAMRADBENCH_DATA_ROOT``); None when
+    neither is set and the benchmarks use the embedded default data."""
+    return _session(config).settings.data_root
+
+
 @pytest.fixture(scope="session")
 def samrad(request: pytest.FixtureRequest) -> BenchSession:
     """The session's benchmark runner: ``samrad.outcome(bench_case)`` gives a case's results."""

@@ -8,9 +8,6 @@ deterministic generators (oracle and the SLIC baseline).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -21,10 +18,11 @@ from samradbench.generators import build_baseline  # noqa: E402
 from samradbench.preprocess import take_slice, to_rgb  # noqa: E402
 from samradbench.runner import RunOptions, prepare_volume, run_volume  # noqa: E402
 
-SHARED_DATA = Path(os.environ.get("SAMRADBENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-THRESHOLDS = {"all": 0.0, "best": None, "iou>0.25": 0.25, "iou>0.5": 0.5}
+from samradbench.plugin import configured_data_root  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared real data not found at {SHARED_DATA}")
+from conftest import NO_REAL_DATA  # noqa: E402
+
+THRESHOLDS = {"all": 0.0, "best": None, "iou>0.25": 0.25, "iou>0.5": 0.5}
 
 
 def _reference_select(masks, truth):
@@ -48,14 +46,19 @@ def _reference_select(masks, truth):
     return out
 
 
-def _cases():
-    if not SHARED_DATA.is_dir():
-        return []
-    return [(ds, ref) for ds in discover_datasets(SHARED_DATA) for ref in ds.cases]
+def pytest_generate_tests(metafunc):
+    """One case per volume of the configured data root (every volume of the shared data in CI)."""
+    if "ref" not in metafunc.fixturenames:
+        return
+    root = configured_data_root(metafunc.config)
+    if root is None:
+        metafunc.parametrize("ds,ref", [pytest.param(None, None, marks=pytest.mark.skip(reason=NO_REAL_DATA))])
+        return
+    cases = [(ds, ref) for ds in discover_datasets(root) for ref in ds.cases]
+    metafunc.parametrize("ds,ref", cases, ids=[f"{ds.name}-{ref.case_id}" for ds, ref in cases])
 
 
 @pytest.mark.parametrize("generator_name", ["oracle", "superpixels"])
-@pytest.mark.parametrize("ds,ref", _cases(), ids=lambda x: getattr(x, "case_id", getattr(x, "name", None)))
 def test_volume_dice_and_iou_match_sklearn(ds, ref, generator_name):
     generator = build_baseline(generator_name)
     options = RunOptions()

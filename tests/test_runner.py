@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from samradbench.selection import HEURISTICS
 from samradbench.synthetic import SyntheticCase, write_msd_dataset
 
 ALL = tuple(HEURISTICS)
-SHARED_DATA = Path(os.environ.get("SAMRADBENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 class Stub:
@@ -164,13 +162,12 @@ METRIC_KEYS = ("dice", "iou", "dice_pos", "fraction_detected", "tp", "fp", "fn",
                "n_slices", "n_slices_truth", "n_slices_selected", "slices")
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared real data not found at {SHARED_DATA}")
 @pytest.mark.parametrize("folder", ["Task04_Hippocampus", "ProstateX_T2W_Zones", "Task09_Spleen"])
-def test_skipping_empty_slices_leaves_metrics_identical_on_real_volumes(folder):
+def test_skipping_empty_slices_leaves_metrics_identical_on_real_volumes(folder, real_dataset):
     """Issue 4 item 1: superpixels (truth-independent) with and without the empty-slice skip."""
     from samradbench.generators import build_baseline
 
-    (ds,) = discover_datasets(SHARED_DATA / folder)
+    ds = real_dataset(folder)
     gen = build_baseline("superpixels")
     for ref in ds.cases[:2]:
         runs = []

@@ -382,18 +382,14 @@ def test_build_sam_generators_share_one_model(monkeypatch):
 
 # ------------------------------------------------------------------------------------------- slow
 
-HIPPOCAMPUS = Path("/work/shared/data/Task04_Hippocampus")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not HIPPOCAMPUS.is_dir(), reason=f"{HIPPOCAMPUS} not present")
-def test_random_init_vit_b_through_sam_auto_on_real_slices():
+def test_random_init_vit_b_through_sam_auto_on_real_slices(real_dataset):
     """The standard vit_b architecture (random weights) over the full sam-auto path on two MRI slices."""
     import nibabel as nib
 
     from samradbench.preprocess import normalise, slice_axis, take_slice, to_rgb
 
-    image = sorted((HIPPOCAMPUS / "imagesTr").glob("*.nii.gz"))[0]
+    image = real_dataset("Task04_Hippocampus").cases[0].image
     volume = np.asarray(nib.load(image).dataobj)
     axis = slice_axis(volume.shape)
     u8 = normalise(volume).volume

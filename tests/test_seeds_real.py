@@ -4,26 +4,19 @@ hippocampus and spleen volumes with the tiny random-init SAM running for real.""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 pytest.importorskip("segment_anything")
 
 from samradbench.config import SamConfig  # noqa: E402
-from samradbench.datasets import discover_datasets  # noqa: E402
 from samradbench.generators import sam as sam_module  # noqa: E402
 from samradbench.runner import RunOptions, prepare_volume, run_volume  # noqa: E402
 
-SHARED_DATA = Path(os.environ.get("SAMRADBENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
-
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared real data not found at {SHARED_DATA}")
 @pytest.mark.parametrize("folder", ["ProstateX_T2W_Zones", "Task04_Hippocampus", "Task09_Spleen"])
-def test_every_seed_given_to_sam_lies_inside_its_slice_truth(folder, monkeypatch):
-    (ds,) = discover_datasets(SHARED_DATA / folder)
+def test_every_seed_given_to_sam_lies_inside_its_slice_truth(folder, monkeypatch, real_dataset):
+    ds = real_dataset(folder)
     gen = sam_module.build_sam_generators(SamConfig(random_init="vit_tiny", seed_grid=3), ("sam-seeded",))["sam-seeded"]
     seen: list[tuple[np.ndarray, np.ndarray]] = []  # (truth slice, point grid given to the AMG)
     truths: list[np.ndarray] = []
