@@ -521,31 +521,28 @@ def _read_label(img, path: Path) -> tuple[np.ndarray, float, float]:
     return data, slope, inter
 
 
-def integer_labels(raw: np.ndarray, path: Path, slope: float = 1.0, inter: float = 0.0) -> np.ndarray:
+def integer_labels(raw: np.ndarray, path: Path) -> np.ndarray:
     """The label values as the smallest unsigned integer array that holds them.
 
-    ``raw`` is the stored data; the header's scale factors (if not 1 and 0) are applied in float64.
-    DataError for non-numeric data, values that are not whole numbers within 1e-3 (including
-    NaN/inf, and scale factors that make values fractional), and negative values.
+    ``raw`` is the stored data, read without the header's scale factors (SPEC §1: the raw data, not
+    a scaled float; :func:`load_case` records any scl_slope/scl_inter it ignored). DataError for
+    non-numeric data, values that are not whole numbers within 1e-3 (including NaN/inf), and
+    negative values.
     """
     if raw.dtype.kind not in "biuf":
         raise DataError(f"{path}: label data type {raw.dtype} is not numeric")
-    scaled = (slope, inter) != (1.0, 0.0)
-    if raw.dtype.kind in "biu" and not scaled:
+    if raw.dtype.kind in "biu":
         values = raw
     else:
         values = raw.astype(np.float64)
-        if scaled:
-            values = values * slope + inter
         if not np.isfinite(values).all():
             raise DataError(f"{path}: label contains NaN or infinite values")
         rounded = np.rint(values)
         off = np.abs(values - rounded) > LABEL_TOLERANCE
         if off.any():
-            why = f" after its scale factors (scl_slope={slope:g}, scl_inter={inter:g})" if scaled else ""
             raise DataError(
-                f"{path}: label values must be whole numbers{why}; found {int(off.sum())} voxels such as "
-                f"{float(values[off][0]):g}"
+                f"{path}: label values must be whole numbers (within {LABEL_TOLERANCE:g}); found "
+                f"{int(off.sum())} voxels such as {float(values[off][0]):g}"
             )
         values = rounded
     lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
@@ -591,7 +588,7 @@ def load_case(dataset: Dataset, ref: CaseRef) -> LoadedCase:
     img_nii, lab_nii = _load_nifti(ref.image), _load_nifti(ref.label)
     image, channel = _read_image(img_nii, ref.image, dataset.channel)
     raw_label, slope, inter = _read_label(lab_nii, ref.label)
-    label = integer_labels(raw_label, ref.label, slope, inter)
+    label = integer_labels(raw_label, ref.label)
     image, img_aff = _canonical(image, img_nii.affine, ref.image)
     label, lab_aff = _canonical(label, lab_nii.affine, ref.label)
     same_shape = image.shape == label.shape

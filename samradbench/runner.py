@@ -63,6 +63,10 @@ def prepare_volume(dataset: Dataset, ref: CaseRef, options: RunOptions) -> Prepa
         warnings.append("no finite voxel: the image is blank")
     elif norm.min == norm.max:
         warnings.append(f"constant image ({norm.min:g}): the image is blank")
+    if case.meta.get("label_scaling"):
+        slope, inter = case.meta["label_scaling"]
+        warnings.append(f"label header scale factors ignored (scl_slope={slope:g}, scl_inter={inter:g}): "
+                        "the stored values are the labels")
     if options.ct_window and window is None:
         warnings.append(f"--ct-window not applied to a {dataset.channel_name} image")
     meta = dict(case.meta)

@@ -504,25 +504,39 @@ def test_nan_labels_are_refused(tmp_path):
         load_only(tmp_path)
 
 
-def test_scale_factor_is_applied_before_the_whole_number_check(tmp_path):
-    """Stored int16 values with scl_slope: 0.5 makes label 1 into 0.5 (refused); a float-style
-    scaling (stored 0/16383/32767, slope 2/32767) gives 0, 0.99994, 2 → labels 0, 1, 2."""
+def test_label_scale_factors_are_ignored_and_reported(tmp_path):
+    """SPEC §1: labels are the raw stored data, not a scaled float. Stored int16 {0, 1, 2} with
+    scl_slope 0.5 would scale to {0, 0.5, 1}; the harness keeps {0, 1, 2}, records the ignored
+    factors and warns about them in the volume's notes."""
+    from samradbench.runner import RunOptions, prepare_volume
+
     folder = tmp_path / "x"
     label = b26_label()
     write_msd(folder, [("c", label.astype(np.float32), label)])
     lab_path = folder / "labelsTr" / "c.nii.gz"
-
-    save_nifti(lab_path, label.astype(np.int16), slope=0.5)
+    save_nifti(lab_path, label.astype(np.int16), slope=0.5, inter=0.25)
     assert nib.load(str(lab_path)).dataobj.slope == 0.5  # nibabel moves scl_* from the header to dataobj
-    with pytest.raises(DataError, match=r"labelsTr/c\.nii\.gz.*scl_slope=0\.5"):
-        load_only(tmp_path)
-
-    stored = np.choose(label, [0, 16383, 32767]).astype(np.int16)
-    save_nifti(lab_path, stored, slope=2.0 / 32767)
     case = load_only(tmp_path)
     np.testing.assert_array_equal(case.label, label)
     assert case.meta["label_values"] == (0, 1, 2)
-    assert case.meta["label_scaling"] is not None
+    assert case.meta["label_scaling"] == (0.5, 0.25)
+    ds = only_dataset(tmp_path)
+    notes = prepare_volume(ds, ds.cases[0], RunOptions()).meta["warnings"]
+    assert notes == ["label header scale factors ignored (scl_slope=0.5, scl_inter=0.25): the stored values are the labels"]
+
+
+@pytest.mark.parametrize("value, ok", [(1.0005, True), (0.9991, True), (1.002, False), (1.0011, False)])
+def test_label_whole_number_tolerance_is_1e_3(tmp_path, value, ok):
+    """SPEC §1: whole numbers within 1e-3. |1.0005 − 1| = 5e-4 and |0.9991 − 1| = 9e-4 are accepted
+    (rounded to 1); |1.002 − 1| = 2e-3 and |1.0011 − 1| = 1.1e-3 are refused."""
+    label = square_label().astype(np.float64)
+    label[label == 1] = value
+    write_msd(tmp_path / "x", [("c", label.astype(np.float32), label)])
+    if ok:
+        assert load_only(tmp_path).meta["label_values"] == (0, 1)
+    else:
+        with pytest.raises(DataError, match="whole numbers"):
+            load_only(tmp_path)
 
 
 def test_big_endian_files_load_in_native_byte_order(tmp_path):
