@@ -94,9 +94,14 @@ class _TargetTally:
     call_seconds: list[float] = field(default_factory=list)  # the generator's wall time per call
     encode_seconds: float | None = None
     peak_memory_bytes: int | None = None
+    # slices where SAM fell back to fewer prompts per batch after CUDA out-of-memory (B14)
+    points_per_batch_fallbacks: list[dict] = field(default_factory=list)
 
-    def add_call(self, proposals: Proposals, seconds: float) -> None:
+    def add_call(self, k: int, proposals: Proposals, seconds: float) -> None:
         self.call_seconds.append(seconds)
+        fallback = proposals.info.get("points_per_batch")
+        if fallback is not None:
+            self.points_per_batch_fallbacks.append({"slice": k, "points_per_batch": int(fallback)})
         peak = proposals.info.get("peak_memory_bytes")
         if peak is not None:
             self.peak_memory_bytes = max(int(peak), self.peak_memory_bytes or 0)
@@ -229,7 +234,7 @@ def run_volume(
             shared = as_segment_stack(proposals.masks, image_slices.shape[1:])
             dt += prefetch_share.pop(k, 0.0)
             for tally in tallies.values():
-                tally.add_call(proposals, dt)
+                tally.add_call(k, proposals, dt)
         for t in present:
             tally = tallies[t.name]
             if not slice_has_truth[t.name][k]:
@@ -244,7 +249,7 @@ def run_volume(
                 if rgb is None:
                     rgb = rgb_of(k)
                 proposals, dt = _generate_slice(generate, generator, rgb, truth, k, axis, t.name)
-                tally.add_call(proposals, dt + prefetch_share.pop(k, 0.0))
+                tally.add_call(k, proposals, dt + prefetch_share.pop(k, 0.0))
                 segs = as_segment_stack(proposals.masks, truth.shape)
             else:
                 segs = shared
@@ -293,6 +298,7 @@ def run_volume(
                     "encode_seconds": tally.encode_seconds,
                     "seconds_per_slice": (total / generated) if generated else None,
                     "peak_memory_bytes": tally.peak_memory_bytes,
+                    "points_per_batch_fallbacks": tally.points_per_batch_fallbacks,
                     "slices": slices,
                 }
             )

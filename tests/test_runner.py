@@ -214,6 +214,36 @@ def test_a_generator_failure_names_the_slice(tmp_path):
         _run(_square_case(tmp_path), Stub(fail))
 
 
+def test_b14_slices_finished_before_a_failure_stay_on_disk(tmp_path):
+    """B14: a generator that gives up on slice 3 (of truth slices 0–5) fails the volume, but the
+    outputs of slices 0–2 are already in the on-disk cache: the rerun calls the model 3 times, not 6."""
+    from samradbench.cache import GenerationCache
+    from samradbench.errors import GenerationError
+
+    ds = _square_case(tmp_path, shape=(32, 32, 6), slices=range(6))
+    calls: list[int] = []
+    give_up = [True]
+
+    def masks_for(rgb, truth):
+        k = len(calls)
+        calls.append(k)
+        if give_up[0] and k == 3:
+            raise RuntimeError("CUDA out of memory even at points_per_batch=1")
+        return np.ones((1, *rgb.shape[:2]), bool)
+
+    stub = Stub(masks_for)
+    cache = GenerationCache(tmp_path / "cache")
+    vol = prepare_volume(ds, ds.cases[0], RunOptions())
+    with pytest.raises(GenerationError, match="slice 3 along axis 2"):
+        run_volume(vol, ds.targets, stub, ALL, RunOptions(), generate=cache.generate)
+    assert cache.model_calls == 4  # slices 0, 1, 2 stored; slice 3 failed
+    give_up[0] = False
+    rerun = GenerationCache(tmp_path / "cache")
+    rows = run_volume(vol, ds.targets, stub, ALL, RunOptions(), generate=rerun.generate).rows
+    assert (rerun.hits, rerun.model_calls) == (3, 3)
+    assert all(r["n_slices_generated"] == 6 for r in rows)
+
+
 class PrefetchStub(Stub):
     """A stub with SAM's optional batching surface: prefetch(rgbs) in chunks of prefetch_size."""
 

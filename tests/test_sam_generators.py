@@ -271,6 +271,28 @@ def test_b14_oom_halves_points_per_batch_and_records_it(tiny, oom_above_16, star
     assert p.info["n_seeds"] == 9
 
 
+def test_b14_the_points_per_batch_that_worked_is_in_the_results_row(tiny, oom_above_16, tmp_path):
+    """B14 end to end: a 6-slice volume with truth in every slice, points_per_batch 64, OOM above 16:
+    every slice is retried 64 → 32 → 16 and each row lists, per slice, the 16 that worked."""
+    from samradbench.datasets import discover_datasets
+    from samradbench.runner import RunOptions, prepare_volume, run_volume
+    from samradbench.synthetic import SyntheticCase, write_msd_dataset
+
+    grey, disc = _slice()
+    image = np.repeat(grey[:, :, :1], 6, axis=2).astype(np.float32)
+    label = np.repeat(disc[:, :, None], 6, axis=2).astype(np.uint8)
+    write_msd_dataset(tmp_path / "Task97_Oom", [SyntheticCase("c0", image, label)], {"0": "background", "1": "disc"},
+                      {"0": "MRI"})
+    (ds,) = discover_datasets(tmp_path / "Task97_Oom")
+    vol = prepare_volume(ds, ds.cases[0], RunOptions())
+    rows = run_volume(vol, ds.targets, SamAutoGenerator(tiny, SamConfig(random_init="vit_tiny", device="cpu",
+                      points_per_side=4, points_per_batch=64)), ("all", "best"), RunOptions()).rows
+    assert oom_above_16[0] == [64, 32, 16] * 6
+    for row in rows:
+        assert row["points_per_batch_fallbacks"] == [{"slice": k, "points_per_batch": 16} for k in range(6)]
+        json.dumps(row)
+
+
 def test_b14_oom_at_one_point_per_batch_names_the_parameter(tiny, monkeypatch):
     tried = []
 
