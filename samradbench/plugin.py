@@ -327,7 +327,7 @@ class BenchSession:
     def _document(self) -> ResultsDocument:
         if self.document is None:
             s = self.settings
-            device = device_name = None
+            device, device_name = "cpu", None  # the baselines run on the CPU (numpy, scikit-image)
             if self._sam:
                 model = next(iter(self._sam.values())).describe()["model"]
                 device, device_name = model.get("device"), model.get("device_name")
@@ -448,7 +448,9 @@ class BenchSession:
         rows = [r for r in comp.rows if r["target"] == case.target and r["heuristic"] == case.heuristic]
         from .results import summarise
 
-        summary = summarise(rows)
+        absent = [{"dataset": case.dataset, "target": case.target, "generator": case.generator, "volume": v}
+                  for v in comp.absent.get(case.target, [])]
+        summary = summarise(rows, absent)
         return CaseOutcome(case, rows, summary[0] if summary else None, comp.seconds.get(case.target, []),
                            comp.failures, comp.absent.get(case.target, []))
 

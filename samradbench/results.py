@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .fileio import atomic_open
+from .generators.base import cpu_name
 
 SCHEMA_VERSION = 1
 
@@ -86,8 +87,11 @@ def _git_commit(cwd: Path | None = None) -> str | None:
         return None
 
 
-def environment(device: str | None = None, device_name: str | None = None, cwd: Path | None = None) -> dict:
-    """What produced the numbers: versions, device, git commit, host."""
+def environment(device: str = "cpu", device_name: str | None = None, cwd: Path | None = None) -> dict:
+    """What produced the numbers: versions, device (``cpu`` unless a model runs elsewhere) and its
+    name, git commit, host."""
+    if device_name is None and device == "cpu":
+        device_name = cpu_name()
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -139,6 +143,7 @@ def summarise(cases: Iterable[dict], absent: Iterable[dict] = ()) -> list[dict]:
         enc = [r["encode_seconds"] for r in rows if r.get("encode_seconds") is not None]
         summary = dict(zip(SUMMARY_KEYS, key))
         summary.update(
+            model=rows[0].get("model"),  # the full identity behind model_label (one per group)
             n_volumes=len(rows),
             n_null=len(rows) - len(dice),
             n_absent=n_absent.get((summary["dataset"], summary["target"], summary["generator"]), 0),

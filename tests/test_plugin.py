@@ -217,3 +217,81 @@ def test_blank_images_are_warned_about_and_ct_window_skips_mri(bench, pytester, 
     doc = loads_strict((pytester.path / "r.json").read_text())
     assert doc["status"] == "complete"
     assert all(r["volume_info"]["ct_window"] is None for r in doc["cases"])
+
+
+CASE_ROW_KEYS = {
+    "dataset", "target", "target_labels", "generator", "heuristic", "volume", "model", "model_label", "dice",
+    "iou", "dice_pos", "fraction_detected", "tp", "fp", "fn", "truth_voxels", "n_slices", "n_slices_truth",
+    "n_slices_selected", "n_slices_generated", "n_slices_not_generated", "n_segments", "subset_violations",
+    "generator_seconds", "encode_seconds", "seconds_per_slice", "peak_memory_bytes",
+    "points_per_batch_fallbacks", "slices", "volume_info",
+}
+SUMMARY_ROW_KEYS = {
+    "dataset", "target", "generator", "heuristic", "model", "model_label", "n_volumes", "n_null", "dice_mean",
+    "dice_median", "dice_q1", "dice_q3", "dice_pos_median", "fraction_detected_median", "n_absent",
+    "n_slices_generated", "seconds_per_slice", "encode_seconds_per_slice", "peak_memory_bytes",
+}
+
+
+def test_results_schema_and_what_each_volume_records(bench, pytester, default_data):
+    """SPEC §6 keys of the document, its environment, a cases row and a summary row (as the README
+    lists them); and, read back from the JSON, what B03, B22, B24 and B26 ask to see per volume —
+    compared with the NIfTI files themselves, read here with nibabel."""
+    import nibabel as nib
+    import numpy as np
+
+    bench("--generators", "oracle", "-k", "prostate and all").assert_outcomes(passed=3)
+    doc = loads_strict((pytester.path / "r.json").read_text())
+    assert set(doc) == {"schema_version", "status", "environment", "config", "cases", "summary", "failures",
+                        "absent"}
+    env = doc["environment"]
+    assert {"python", "torch", "torchvision", "segment_anything", "device", "device_name", "git_commit"} <= set(env)
+    assert env["device"] == "cpu" and env["device_name"]  # the baselines ran on the CPU
+    assert all(set(r) == CASE_ROW_KEYS for r in doc["cases"])
+    assert all(set(s) == SUMMARY_ROW_KEYS for s in doc["summary"])
+    for s in doc["summary"]:  # the full model identity, as in the rows it summarises
+        assert s["model"] == next(r["model"] for r in doc["cases"] if r["target"] == s["target"])
+
+    images = sorted((default_data / "Task05_Prostate" / "imagesTr").glob("*.nii.gz"))
+    labels = sorted((default_data / "Task05_Prostate" / "labelsTr").glob("*.nii.gz"))
+    for image, label in zip(images, labels):
+        row = next(r for r in doc["cases"] if r["volume"] == image.name.split(".")[0] and r["target"] == "gland")
+        info = row["volume_info"]
+        img = nib.load(image)
+        t2 = np.asarray(img.dataobj)[..., 0]  # modality {"0": "T2", "1": "ADC"}
+        assert info["original_shape"] == list(img.shape) == [96, 96, 14, 2]  # B22: the shape as stored
+        assert info["shape"] == [96, 96, 14] and info["slice_axis"] == 2  # B24: smallest axis, 14 slices
+        assert info["channel"] == 0 and info["channel_name"] == "T2"
+        assert (info["intensity_min"], info["intensity_max"]) == (float(t2.min()), float(t2.max()))  # B03
+        stored = np.unique(np.asarray(nib.load(label).dataobj))
+        assert info["label_values"] == [int(v) for v in stored] == [0, 1, 2]  # B26
+        assert row["target_labels"] == [1, 2]  # gland = PZ ∪ TZ
+        assert info["orientation"] == "".join(nib.aff2axcodes(img.affine)) == "LPS"  # as stored
+
+
+def test_absent_targets_are_counted_in_the_summary_and_the_benchmark_json(bench, pytester, tmp_path):
+    """A volume without a TZ is left out of prostate/tz and counted: n_absent 1 in the results summary
+    and in pytest-benchmark's extra_info alike; its PZ is scored."""
+    import numpy as np
+
+    from samradbench.synthetic import SyntheticCase, write_msd_dataset
+
+    label = np.zeros((24, 24, 4), np.uint8)
+    label[5:10, 5:10, 1:3] = 1
+    with_tz = label.copy()
+    with_tz[12:18, 5:10, 1:3] = 2
+    image = np.random.default_rng(0).normal(size=(24, 24, 4)).astype(np.float32)
+    write_msd_dataset(tmp_path / "data" / "Task05_Prostate",
+                      [SyntheticCase("p0", image, with_tz), SyntheticCase("p1", image, label)],
+                      {"0": "background", "1": "PZ", "2": "TZ"}, {"0": "T2"})
+    result = bench("--generators", "oracle", "-k", "all", "--benchmark-json", "bench.json",
+                   data_root=tmp_path / "data")
+    result.assert_outcomes(passed=3)
+    doc = loads_strict((pytester.path / "r.json").read_text())
+    by_target = {s["target"]: s for s in doc["summary"]}
+    assert (by_target["tz"]["n_volumes"], by_target["tz"]["n_absent"]) == (1, 1)
+    assert (by_target["pz"]["n_volumes"], by_target["pz"]["n_absent"]) == (2, 0)
+    assert doc["absent"] == [{"dataset": "prostate", "target": "tz", "generator": "oracle", "volume": "p1"}]
+    bench_json = json.loads((pytester.path / "bench.json").read_text())
+    extra = {b["param"]: b["extra_info"] for b in bench_json["benchmarks"]}
+    assert extra["prostate/tz-oracle-all"]["n_absent"] == 1 and extra["prostate/pz-oracle-all"]["n_absent"] == 0

@@ -7,6 +7,7 @@ the others once per slice, shared by every target and heuristic.
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -53,3 +54,8 @@ class Generator(Protocol):
 
 def empty_proposals(shape: tuple[int, int], **info: Any) -> Proposals:
     return Proposals(np.zeros((0, *shape), dtype=bool), None, dict(info))
+
+
+def cpu_name() -> str:
+    """The CPU's name as the platform reports it (``platform.processor`` is often empty on Linux)."""
+    return platform.processor() or platform.machine() or "cpu"

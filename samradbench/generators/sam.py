@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ import numpy as np
 from ..config import RANDOM_INIT_ARCHITECTURES, SAM_ARCHITECTURES, SamConfig, as_jsonable
 from ..errors import ConfigError, MissingDependencyError
 from ..seeds import seed_pixels, to_sam_points
-from .base import Generator, Proposals, empty_proposals
+from .base import Generator, Proposals, cpu_name, empty_proposals
 
 if TYPE_CHECKING:
     import torch
@@ -139,7 +138,7 @@ def _device_name(device: str) -> str:
 
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    return platform.processor() or platform.machine() or "cpu"
+    return cpu_name()
 
 
 @dataclass
