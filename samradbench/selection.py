@@ -39,8 +39,11 @@ HEURISTICS: dict[str, Heuristic] = {
 def as_segment_stack(segments: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Segments as a boolean (N, H, W) stack for a slice of ``shape``; refuses any other shape.
 
+    A multimask (N, K, H, W) stack is flattened to (N·K, H, W): mask k of prompt n gets index n·K + k.
+
     Never resizes or broadcasts: a (256, 256) low-resolution mask against a (320, 260) slice is a
-    ValueError naming both shapes. Non-boolean masks (0/1, 0/255) count as "nonzero = inside".
+    ValueError naming both shapes. Non-boolean masks (0/1, 0/255) count as "nonzero = inside"; masks
+    with negative or fractional values (logits, probabilities) are a ValueError, never "nonzero".
     """
     if isinstance(segments, (list, tuple)) and any(isinstance(s, dict) for s in segments):
         raise ValueError(
@@ -54,15 +57,28 @@ def as_segment_stack(segments: np.ndarray, shape: tuple[int, ...]) -> np.ndarray
         raise ValueError(f"segments must be a numeric or boolean (N, H, W) stack, got an object array of shape {segs.shape}")
     if segs.ndim == 2:
         segs = segs[None]
+    elif segs.ndim == 4:
+        # (N prompts, K multimask outputs, H, W), as SamPredictor's batched output (B12): every mask
+        # is a candidate, in the generator's order (prompt by prompt), never squeezed or cut to K = 1
+        segs = segs.reshape(-1, *segs.shape[2:])
     if segs.ndim != 3:
-        raise ValueError(f"segments must be an (N, H, W) stack, got shape {segs.shape}")
+        raise ValueError(f"segments must be an (N, H, W) or (N, K, H, W) stack, got shape {segs.shape}")
     if segs.shape[0] and segs.shape[1:] != tuple(shape):
         raise ValueError(
             f"segment shape {segs.shape[1:]} does not match ground-truth slice shape {tuple(shape)}"
         )
     if segs.shape[0] == 0:
         return np.zeros((0, *shape), dtype=bool)
-    return segs if segs.dtype == bool else segs != 0
+    if segs.dtype == bool:
+        return segs
+    if segs.dtype.kind not in "iuf":
+        raise ValueError(f"segments must be boolean or numeric masks, got dtype {segs.dtype}")
+    if (segs.dtype.kind in "if" and (segs < 0).any()) or (segs.dtype.kind == "f" and (segs != np.floor(segs)).any()):
+        raise ValueError(
+            "segments look like logits or probabilities (negative or fractional values); "
+            "masks must be boolean, or 0/1 or 0/255 labels (threshold logits at 0 first)"
+        )
+    return segs != 0
 
 
 def segment_ious(segments: np.ndarray, truth: np.ndarray) -> np.ndarray:

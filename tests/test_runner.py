@@ -244,6 +244,26 @@ def test_b14_slices_finished_before_a_failure_stay_on_disk(tmp_path):
     assert all(r["n_slices_generated"] == 6 for r in rows)
 
 
+def test_b26_one_union_segment_scored_per_zone(tmp_path):
+    """B26 end to end: label 1 (PZ) rows 5–10 × cols 5–20, label 2 (TZ) rows 11–20 × cols 5–20, slices
+    1–2: |PZ| = 6·16·2 = 192, |TZ| = 10·16·2 = 320. The generator returns exactly the union (512 voxels).
+    pz under `all`: TP 192, FP 320 → 2·192/(2·192 + 320) = 384/704 = 0.5454…;
+    tz: 640/(640 + 192) = 0.7692…. Under iou>0.5 the union's IoU with PZ, 192/512 = 0.375, is too low
+    (Dice 0) and with TZ, 320/512 = 0.625, enough. The label values {1, 2} are recorded."""
+    label = np.zeros((32, 32, 4), np.uint8)
+    label[5:11, 5:21, 1:3] = 1
+    label[11:21, 5:21, 1:3] = 2
+    image = (label > 0).astype(np.float32) * 100
+    ds = _dataset(tmp_path, image, label, {"0": "background", "1": "PZ", "2": "TZ"})
+    union = Stub(lambda rgb, truth: (rgb[..., 0] > 0)[None])
+    vol, result = _run(ds, union)
+    dice = {(r["target"], r["heuristic"]): r["dice"] for r in result.rows}
+    assert dice[("pz", "all")] == pytest.approx(384 / 704, rel=1e-15)
+    assert dice[("tz", "all")] == pytest.approx(640 / 832, rel=1e-15)
+    assert dice[("pz", "iou>0.5")] == 0.0 and dice[("tz", "iou>0.5")] == pytest.approx(640 / 832, rel=1e-15)
+    assert vol.meta["label_values"] == (0, 1, 2)
+
+
 class PrefetchStub(Stub):
     """A stub with SAM's optional batching surface: prefetch(rgbs) in chunks of prefetch_size."""
 

@@ -143,14 +143,18 @@ def test_b12_three_masks_best_by_iou(box_mask):
     assert volume_metrics([slice_counts(select(segs, truth, "all"), truth)])["dice"] == pytest.approx(
         72 / 1060, rel=1e-15
     )
-    # batched multimask output (4 prompts × 3 masks) flattened to one stack in generator order:
-    # the four copies of m1 tie at IoU 1 → the first, flat index 1
-    batched = np.stack([segs] * 4)  # (4, 3, 32, 32)
-    flat = batched.reshape(-1, 32, 32)
-    assert selected_indices(segment_ious(flat, truth), "best").tolist() == [1]
-    # a 4-D stack is refused rather than squeezed or guessed
-    with pytest.raises(ValueError):
-        segment_ious(batched, truth)
+    # batched multimask output (4 prompts × 3 masks, shape (4, 3, 32, 32)): no squeeze or shape
+    # error; all 12 masks are candidates in generator order, prompt by prompt (index 3n + k), so the
+    # four copies of m1 tie at IoU 1 and the first, index 1, is best
+    batched = np.stack([segs] * 4)
+    np.testing.assert_allclose(segment_ious(batched, truth), [4 / 36, 1.0, 36 / 1024] * 4, rtol=1e-15, atol=0)
+    assert selected_indices(segment_ious(batched, truth), "best").tolist() == [1]
+    assert volume_metrics([slice_counts(select(batched, truth, "best"), truth)])["dice"] == 1.0
+    # any other rank, or a frame of the wrong size, is refused rather than squeezed or guessed
+    with pytest.raises(ValueError, match=r"\(N, H, W\) or \(N, K, H, W\)"):
+        segment_ious(batched[None], truth)
+    with pytest.raises(ValueError, match=r"\(32, 16\) does not match .*\(32, 32\)"):
+        segment_ious(batched[..., :16], truth)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -397,3 +401,16 @@ def test_no_segments_selects_nothing(h, w, seed, name):
     assert selected_indices(segment_ious(none, truth), name).size == 0
     pred = select(none, truth, name)
     assert pred.shape == (h, w) and not pred.any()
+
+
+def test_logit_or_probability_masks_are_refused_not_read_as_nonzero(box_mask):
+    """A logit mask (−8 outside, +8 inside) read as "nonzero = inside" would be the full frame:
+    IoU 36/1024 instead of 1. It is a ValueError; float 0/1 and int 0/255 masks are accepted."""
+    truth = box_mask((32, 32), (10, 15), (10, 15))
+    logits = np.where(truth, 8.0, -8.0)[None]
+    with pytest.raises(ValueError, match="logits or probabilities"):
+        segment_ious(logits, truth)
+    with pytest.raises(ValueError, match="logits or probabilities"):
+        segment_ious((truth * 0.9)[None], truth)
+    assert segment_ious(truth.astype(np.float32)[None], truth).tolist() == [1.0]
+    assert segment_ious(truth.astype(np.int16)[None] * 255, truth).tolist() == [1.0]
