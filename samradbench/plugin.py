@@ -410,7 +410,7 @@ class BenchSession:
             volume_meta = {k: volume.meta.get(k) for k in (
                 "slice_axis", "slice_axis_rule", "normalisation", "ct_window", "intensity_min", "intensity_max",
                 "nonfinite_voxels", "channel", "channel_name", "original_shape", "shape", "orientation",
-                "label_values", "spacing", "warnings")}
+                "label_values", "label_scaling", "spacing", "warnings")}
             rows = [
                 {"dataset": dataset_name, "volume": ref.case_id, "generator": generator_name,
                  "model": model, "model_label": label, **row, "volume_info": volume_meta}

@@ -99,10 +99,23 @@ def test_b07_no_segments_every_heuristic_selects_nothing(tmp_path):
         assert r["tp"] == 0 and r["fn"] == 72  # 6 × 6 × 2 truth voxels
 
 
-def test_b09_rle_records_are_refused_with_a_clear_error(tmp_path):
-    rle = [{"size": [32, 32], "counts": "abc"}]
-    with pytest.raises(ValueError, match="binary_mask"):
-        _run(_square_case(tmp_path), Stub(lambda rgb, truth: rle))
+@pytest.mark.parametrize("mode", ["coco_rle", "uncompressed_rle"])
+def test_b09_rle_records_are_refused_with_a_clear_error(tmp_path, mode):
+    """B09: a non-square 48×80 slice, truth rows 5–14 × cols 50–69. The stub returns SAM's record
+    form of exactly that mask. Uncompressed COCO RLE runs column-major: 50 empty columns and 5 rows
+    (50·48 + 5 = 2405 zeros), 10 ones, then 19 × (33 + 5 = 38 zeros, 10 ones), then 33 + 10·48 = 513
+    zeros (sum 3840 = 48·80). The harness takes only binary masks (the SAM adapters ask for
+    output_mode='binary_mask'), so records are refused by name — never decoded row-major into a
+    transposed or scrambled mask."""
+    shape = (48, 80, 4)
+    label = np.zeros(shape, np.uint8)
+    label[5:15, 50:70, 1:3] = 1
+    ds = _dataset(tmp_path, np.random.default_rng(0).normal(size=shape).astype(np.float32), label)
+    counts = [2405, 10] + [38, 10] * 19 + [513]
+    assert sum(counts) == 48 * 80
+    record = {"size": [48, 80], "counts": counts if mode == "uncompressed_rle" else "Ub`0:a0..."}
+    with pytest.raises(ValueError, match=r"binary_mask.*RLE/record dicts"):
+        _run(ds, Stub(lambda rgb, truth: [record]))
 
 
 def test_b12_best_picks_the_truth_mask_and_records_its_index(tmp_path):
