@@ -12,11 +12,13 @@ from typing import IO, Iterator
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` (after an fsync when
-    asked), on any error it is removed and ``path`` is left as it was."""
+    asked), on any error it is removed and ``path`` is left as it was. The file gets the permissions
+    a plain ``open`` would give it (0666 less the umask), not mkstemp's private 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:24]}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh
             fh.flush()
@@ -27,3 +29,10 @@ def atomic_open(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

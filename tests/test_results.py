@@ -52,6 +52,20 @@ def test_write_atomic_failure_keeps_old_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"], "no temporary file left behind"
 
 
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_write_atomic_gives_the_permissions_of_a_plain_open(tmp_path, umask, mode):
+    """Shared GPU boxes: results must be as readable as any file the user writes (0666 & ~umask),
+    not mkstemp's private 0600."""
+    old = os.umask(umask)
+    try:
+        write_atomic(tmp_path / "r.json", "{}\n")
+        with open(tmp_path / "plain.json", "w") as fh:
+            fh.write("{}\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == mode == (tmp_path / "plain.json").stat().st_mode & 0o777
+
+
 def _row(volume, dice, dice_pos=None, f=None, seconds=1.0, generated=4, heuristic="all"):
     return {"dataset": "d", "target": "t", "generator": "g", "heuristic": heuristic, "model_label": "m",
             "volume": volume, "dice": dice, "dice_pos": dice_pos, "fraction_detected": f,
