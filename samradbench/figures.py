@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from .errors import MissingDependencyError
+from .errors import ConfigError, MissingDependencyError
 from .selection import HEURISTICS
 
 
@@ -23,6 +23,22 @@ def _pyplot():
             "plots need matplotlib: pip install 'samradbench[plots]' (or matplotlib)"
         ) from None
     return plt
+
+
+def check_plot_path(path: Path) -> Path:
+    """``path`` if a plot can be written there: matplotlib installed, a format it writes (from the
+    suffix). Otherwise MissingDependencyError / ConfigError, so a
+    run can refuse ``--plot`` before it starts rather than after its last volume."""
+    _pyplot()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = Path(path)
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    suffix = path.suffix.lstrip(".").lower()
+    if suffix not in formats:
+        raise ConfigError(f"cannot draw a plot as {path.name!r}: use one of the suffixes "
+                          f"{', '.join('.' + f for f in sorted(formats))}")
+    return path
 
 
 def dice_boxplots(cases: Iterable[dict], path: Path) -> Path:

@@ -45,8 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="comma-separated selection heuristics (default: all four)")
     g.addoption("--max-volumes", type=int, default=None, metavar="N",
                 help="use at most the first N volumes of each dataset (default: all)")
-    g.addoption("--results-json", default=str(DEFAULT_RESULTS), metavar="PATH",
-                help=f"results document, rewritten atomically as volumes finish (default: {DEFAULT_RESULTS})")
+    g.addoption("--results-json", default=None, metavar="PATH",
+                help=f"results document, rewritten atomically as volumes finish (default: {DEFAULT_RESULTS} "
+                     "in the current directory)")
     g.addoption("--plot", default=None, metavar="PATH.png",
                 help="also draw per-volume Dice box plots (one panel per dataset/target) to this PNG; "
                      "needs matplotlib (pip install 'samradbench[plots]')")
@@ -75,7 +76,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--ct-window", default=None, metavar="LEVEL,WIDTH", help="clip to a window before scaling, e.g. 40,400")
     g.addoption("--slice-axis-rule", default="smallest", choices=("smallest", "spacing"),
                 help="slice along the smallest axis (default, ties to the last) or the largest spacing")
-    g.addoption("--cache-dir", default=DEFAULT_CACHE_DIR, metavar="PATH",
+    g.addoption("--cache-dir", default=None, metavar="PATH",
                 help=f"on-disk cache of generator outputs, keyed by weights, configuration, slice content and "
                      f"library versions (default: {DEFAULT_CACHE_DIR} in the current directory)")
     g.addoption("--no-cache", action="store_true", help="neither read nor write the generator-output cache")
@@ -118,6 +119,30 @@ def _parse_window(value: str | None) -> tuple[float, float] | None:
     return level, width
 
 
+def _writable_file(path: Path, option: str, example: str = "samradbench.json") -> Path:
+    """``path`` if a file can be written there (its folder exists or can be made, and is writable);
+    a UsageError naming ``option`` otherwise — before any volume runs, not a traceback after it."""
+    if path.is_dir():
+        raise pytest.UsageError(f"{option} {path} is a folder; give a file name such as {path / example}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise pytest.UsageError(f"{option} {path}: cannot create its folder ({exc.strerror or exc})") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise pytest.UsageError(f"{option} {path}: not writable")
+    return path
+
+
+def _positive(opt, name: str) -> None:
+    if opt(name) is not None and opt(name) < 1:
+        raise pytest.UsageError(f"{name} must be at least 1, got {opt(name)}")
+
+
+def _fraction(opt, name: str) -> None:
+    if opt(name) is not None and not 0.0 <= opt(name) <= 1.0:
+        raise pytest.UsageError(f"{name} must lie in [0, 1], got {opt(name)}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the options say, read once at the edge."""
@@ -144,8 +169,19 @@ class Settings:
             raise pytest.UsageError("pass either --sam-checkpoint or --sam-random-init, not both")
         if ckpt and not Path(ckpt).is_file():
             raise pytest.UsageError(f"--sam-checkpoint {ckpt}: no such file")
-        if opt("--max-volumes") is not None and opt("--max-volumes") < 1:
-            raise pytest.UsageError("--max-volumes must be at least 1")
+        for name in ("--max-volumes", "--points-per-side", "--seed-grid", "--points-per-batch", "--encoder-batch"):
+            _positive(opt, name)
+        for name in ("--pred-iou-thresh", "--stability-score-thresh"):
+            _fraction(opt, name)
+        results_json = _writable_file(Path(opt("--results-json") or DEFAULT_RESULTS).expanduser(), "--results-json")
+        if opt("--plot"):
+            from .figures import check_plot_path
+
+            try:
+                check_plot_path(_writable_file(Path(opt("--plot")).expanduser(), "--plot", "dice.png"))
+            except SamradbenchError as exc:
+                raise pytest.UsageError(f"--plot {opt('--plot')}: {exc}") from None
+        cache_dir = Path(opt("--cache-dir") or DEFAULT_CACHE_DIR).expanduser()
         sam = None
         if ckpt or rand:
             sam = SamConfig(
@@ -168,7 +204,7 @@ class Settings:
             generators=_parse_list(opt("--generators"), GENERATOR_NAMES, "generator"),
             heuristics=_parse_heuristics(opt("--heuristics")),
             max_volumes=opt("--max-volumes"),
-            results_json=Path(opt("--results-json")),
+            results_json=results_json,
             sam=sam,
             run=RunOptions(
                 normalisation=opt("--normalisation"),
@@ -178,7 +214,7 @@ class Settings:
             ),
             allow_unsafe_pickle=opt("--sam-allow-unsafe-pickle"),
             resume=opt("--resume"),
-            cache_dir=None if opt("--no-cache") else Path(opt("--cache-dir")).expanduser(),
+            cache_dir=None if opt("--no-cache") else cache_dir,
         )
 
 

@@ -159,14 +159,14 @@ def test_plot_option_draws_a_png(bench, pytester):
     assert "plot: dice.png" in result.stdout.str()
 
 
-def test_plot_without_matplotlib_is_one_line_not_a_crash(bench, pytester, monkeypatch):
+def test_plot_without_matplotlib_is_refused_before_the_run(bench, pytester, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     result = bench("--generators", "oracle", "-k", "spleen and all", "--plot", "dice.png")
-    result.assert_outcomes(passed=1)
-    assert "plot not written: plots need matplotlib" in result.stdout.str()
-    assert not (pytester.path / "dice.png").exists()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ERROR: --plot dice.png: plots need matplotlib: pip install 'samradbench[plots]'" in result.stderr.str()
+    assert not (pytester.path / "dice.png").exists() and not (pytester.path / "r.json").exists()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -175,6 +175,13 @@ def test_plot_without_matplotlib_is_one_line_not_a_crash(bench, pytester, monkey
     (("--max-volumes", "0"), "--max-volumes must be at least 1"),
     (("--ct-window", "40"), "--ct-window takes LEVEL,WIDTH"),
     (("--sam-checkpoint", "missing.pth"), "--sam-checkpoint missing.pth: no such file"),
+    (("--points-per-side", "0"), "--points-per-side must be at least 1, got 0"),
+    (("--seed-grid", "-1"), "--seed-grid must be at least 1, got -1"),
+    (("--encoder-batch", "0"), "--encoder-batch must be at least 1, got 0"),
+    (("--pred-iou-thresh", "1.5"), "--pred-iou-thresh must lie in [0, 1], got 1.5"),
+    (("--results-json", "."), "--results-json . is a folder; give a file name such as samradbench.json"),
+    (("--results-json", "/proc/nope/r.json"), "--results-json /proc/nope/r.json: cannot create its folder"),
+    (("--plot", "dice.txt"), "--plot dice.txt: cannot draw a plot as 'dice.txt': use one of the suffixes"),
 ])
 def test_bad_options_are_one_error_line_without_traceback(bench, args, message):
     result = bench(*args)
