@@ -12,11 +12,20 @@ import pytest
 from samradbench.plugin import record_generator_seconds
 
 
-def test_segmentation(bench_case, samrad, benchmark):
+@pytest.fixture
+def benchmark_if_enabled(request):
+    """pytest-benchmark's fixture, or None when the plugin is switched off (``-p no:benchmark``)."""
+    if not request.config.pluginmanager.hasplugin("benchmark"):
+        return None
+    return request.getfixturevalue("benchmark")
+
+
+def test_segmentation(bench_case, samrad, benchmark_if_enabled):
     outcome = samrad.outcome(bench_case)
+    benchmark = benchmark_if_enabled
     record_generator_seconds(benchmark, outcome.slice_seconds)
-    if outcome.summary:
-        benchmark.extra_info.update({k: v for k, v in outcome.summary.items()})
+    if outcome.summary and benchmark is not None:
+        benchmark.extra_info.update(outcome.summary)
     failed = [f"{f['volume']}: {f['reason']}" for f in outcome.failures]
     if failed:
         pytest.fail(f"{len(failed)} volume(s) could not be processed: " + "; ".join(failed), pytrace=False)

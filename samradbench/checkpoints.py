@@ -10,13 +10,13 @@ Every failure is one :class:`CheckpointError` line naming the file and what was 
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError
+from .fileio import sha256_file  # noqa: F401  (re-exported: a checkpoint's identity)
 
 if TYPE_CHECKING:  # torch is imported lazily: reading this module must stay cheap
     import torch
@@ -28,15 +28,6 @@ ARCHITECTURE_BY_WIDTH = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 CONTAINER_KEYS = ("state_dict", "model", "model_state_dict")
 UNSAFE_PICKLE_HINT = "allow_unsafe_pickle=True (command line: --sam-allow-unsafe-pickle)"
 _SHOW_KEYS = 5
-
-
-def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks so multi-GB checkpoints never sit in memory at once."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_state_dict(path: str | Path, *, allow_unsafe_pickle: bool = False) -> dict[str, torch.Tensor]:

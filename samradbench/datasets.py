@@ -38,6 +38,7 @@ import numpy as np
 from nibabel import orientations as nio
 
 from .errors import DataError
+from .fileio import sha256_file
 
 #: Dataset folder name → short name used in pytest ids. MSD task folders map to the decathlon's
 #: task names; the shared stand-ins map to the task they stand in for. Any other folder gets
@@ -576,6 +577,15 @@ def _fmt_affine(affine: np.ndarray) -> str:
 
 def _axcodes(affine: np.ndarray) -> str:
     return "".join(c or "?" for c in nib.aff2axcodes(affine))
+
+
+def case_fingerprint(ref: CaseRef) -> dict[str, str] | None:
+    """SHA-256 of the case's image and label files (what a resumed run checks before reusing the
+    case's rows); None when either file cannot be read."""
+    try:
+        return {"image": sha256_file(ref.image), "label": sha256_file(ref.label)}
+    except OSError:
+        return None
 
 
 def load_case(dataset: Dataset, ref: CaseRef) -> LoadedCase:

@@ -258,14 +258,19 @@ class _Computed:
     absent: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _finished_rows(doc: ResultsDocument, dataset: str, generator: str, volume: str, targets, heuristics):
+def _finished_rows(doc: ResultsDocument, dataset: str, generator: str, volume: str, targets, heuristics,
+                   fingerprint: dict | None):
     """Rows (and absent targets) already in ``doc`` for this volume, if they cover every wanted
-    target × heuristic; None when the volume still needs computing."""
+    target × heuristic and were computed from the same image and label files (``fingerprint``);
+    None when the volume still needs computing."""
     mine = [r for r in doc.cases if r["dataset"] == dataset and r["generator"] == generator and r["volume"] == volume]
-    absent = {a["target"] for a in doc.absent
-              if a["dataset"] == dataset and a["generator"] == generator and a["volume"] == volume}
-    if not mine and not absent:
+    found = [a for a in doc.absent if a["dataset"] == dataset and a["generator"] == generator and a["volume"] == volume]
+    if not mine and not found:
         return None
+    if fingerprint is None or any(r.get("volume_info", {}).get("files_sha256") != fingerprint for r in mine) \
+            or any(a.get("files_sha256") != fingerprint for a in found):
+        return None  # a file changed since (or cannot be read): compute it again
+    absent = {a["target"] for a in found}
     have = {(r["target"], r["heuristic"]) for r in mine}
     for t in targets:
         if t.name not in absent and any((t.name, h) not in have for h in heuristics):
@@ -360,14 +365,22 @@ class BenchSession:
         return self._sam
 
     # -- results
-    def _document(self) -> ResultsDocument:
+    def open_document(self) -> ResultsDocument:
+        """The session's results document, created (or, with --resume, read back) on first use."""
         if self.document is None:
             s = self.settings
             device, device_name = "cpu", None  # the baselines run on the CPU (numpy, scikit-image)
             if self._sam:
                 model = next(iter(self._sam.values())).describe()["model"]
                 device, device_name = model.get("device"), model.get("device_name")
-            make = ResultsDocument.resume if s.resume else ResultsDocument
+            if s.resume:
+                make = ResultsDocument.resume
+            else:
+                make = ResultsDocument
+                if s.results_json.is_file():  # a new run replaces the file: keep the last one beside it
+                    previous = s.results_json.with_name(f"{s.results_json.stem}.previous{s.results_json.suffix}")
+                    os.replace(s.results_json, previous)
+                    self._progress(f"results: {s.results_json} starts afresh; the earlier one is now {previous}")
             self.document = doc = make(
                 s.results_json,
                 environment(device, device_name, cwd=Path(self.config.rootpath)),
@@ -399,6 +412,7 @@ class BenchSession:
             tr.write_line(f"[samradbench] {text}")
 
     def _compute(self, dataset_name: str, generator_name: str) -> _Computed:
+        from .datasets import case_fingerprint
         from .runner import prepare_volume, run_volume
 
         dataset = self.datasets()[dataset_name]
@@ -406,7 +420,7 @@ class BenchSession:
         targets_wanted, heuristics_wanted = self._wanted.get((dataset_name, generator_name), (set(), set()))
         targets = [t for t in dataset.targets if t.name in targets_wanted]
         heuristics = [h for h in HEURISTICS if h in heuristics_wanted]
-        doc = self._document()
+        doc = self.open_document()
         description = to_jsonable(generator.describe())
         if doc.config["generator_descriptions"].get(generator_name) != description:
             # a different model or configuration under the same name: earlier rows are not ours
@@ -419,14 +433,15 @@ class BenchSession:
         refs = dataset.cases[: self.settings.max_volumes] if self.settings.max_volumes else dataset.cases
         for i, ref in enumerate(refs, 1):
             t0 = time.perf_counter()
-            reused = _finished_rows(doc, dataset_name, generator_name, ref.case_id, targets, heuristics)
+            fingerprint = case_fingerprint(ref)
+            reused = _finished_rows(doc, dataset_name, generator_name, ref.case_id, targets, heuristics, fingerprint)
             if reused is not None:
                 rows, absent = reused
                 out.rows.extend(rows)
                 for t in absent:
                     out.absent[t].append(ref.case_id)
                 self._progress(f"{dataset_name} · {generator_name} · {ref.case_id} ({i}/{len(refs)}): "
-                               "reused from the interrupted run")
+                               "reused from the earlier run (--resume)")
                 continue
             try:
                 volume = prepare_volume(dataset, ref, self.settings.run)
@@ -447,13 +462,14 @@ class BenchSession:
                 "slice_axis", "slice_axis_rule", "normalisation", "ct_window", "intensity_min", "intensity_max",
                 "nonfinite_voxels", "channel", "channel_name", "original_shape", "shape", "orientation",
                 "label_values", "label_scaling", "spacing", "warnings")}
+            volume_meta["files_sha256"] = fingerprint
             rows = [
                 {"dataset": dataset_name, "volume": ref.case_id, "generator": generator_name,
                  "model": model, "model_label": label, **row, "volume_info": volume_meta}
                 for row in result.rows
             ]
             doc.add_volume(rows, [{"dataset": dataset_name, "target": t, "generator": generator_name,
-                                   "volume": ref.case_id} for t in result.absent_targets])
+                                   "volume": ref.case_id, "files_sha256": fingerprint} for t in result.absent_targets])
             out.rows.extend(rows)
             for t, secs in result.slice_seconds.items():
                 out.seconds[t].extend(secs)
@@ -514,6 +530,35 @@ def pytest_configure(config: pytest.Config) -> None:
     bench = _session(config)
     if bench.settings.data_root is not None:
         bench.datasets()
+    _stop_on_sigterm(config)
+
+
+_SIGTERM_KEY = pytest.StashKey[Any]()
+
+
+def _stop_on_sigterm(config: pytest.Config) -> None:
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler) ends the session like Ctrl-C: the results
+    document is marked ``interrupted`` and the summary printed, instead of a silent death that leaves
+    it ``running``. Only where nobody else handles SIGTERM; the old handler comes back at the end."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    config.stash[_SIGTERM_KEY] = signal.signal(signal.SIGTERM, interrupt)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SIGTERM_KEY in config.stash:
+        import signal
+
+        signal.signal(signal.SIGTERM, config.stash[_SIGTERM_KEY])
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -523,12 +568,20 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     bench = _session(session.config)
     bench.want(cases)
+    if session.config.option.collectonly:
+        return
+    # build the model and open the results document now: a wrong checkpoint or device, or a --resume
+    # that cannot reuse the file it was given, is one ERROR line before anything runs
     if bench.settings.sam is not None and any(c.generator in SAM_GENERATORS for c in cases):
-        # build the model now: a wrong checkpoint or device is one message before anything runs
         try:
             bench.build_sam()
         except SamradbenchError as exc:
-            pytest.exit(f"SAM model could not be built: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+            raise pytest.UsageError(f"SAM model could not be built: {exc}") from None
+    try:
+        bench.open_document()
+    except SamradbenchError as exc:
+        raise pytest.UsageError(f"--resume: {exc}; pass another --results-json, or drop --resume to start "
+                                "afresh (the earlier file is then kept as *.previous.json)") from None
 
 
 def configured_data_root(config: pytest.Config) -> Path | None:

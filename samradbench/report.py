@@ -18,6 +18,7 @@ TABLE_COLUMNS = (
     ("model", "model_label", None),
     ("n", "n_volumes", None),
     ("null", "n_null", None),
+    ("absent", "n_absent", None),
     ("Dice mean", "dice_mean", ".3f"),
     ("Dice median", "dice_median", ".3f"),
     ("Dice IQR", ("dice_q1", "dice_q3"), ".3f"),

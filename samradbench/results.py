@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .errors import ConfigError
 from .fileio import atomic_open
 from .generators.base import cpu_name
 
@@ -215,8 +216,11 @@ class ResultsDocument:
 
     @classmethod
     def resume(cls, path: Path, environment: dict, config: dict) -> "ResultsDocument":
-        """A document that keeps the finished rows of an earlier run at ``path`` when that run had the
-        same configuration; otherwise a fresh one. Earlier failures are not kept: they are retried."""
+        """A document that keeps the finished rows of an earlier run at ``path``, which must have had
+        the same configuration; a fresh one when ``path`` does not exist yet. Anything else — an
+        unreadable file, another schema, another configuration — is a :class:`ConfigError` that says
+        what differs, so the earlier results are never silently replaced. Earlier failures are not
+        kept: they are retried."""
         doc = cls(Path(path), environment, config)
         try:
             old = loads_strict(Path(path).read_text(encoding="utf-8"))
@@ -224,21 +228,32 @@ class ResultsDocument:
             doc.resume_note = f"nothing to resume: {path} does not exist; starting afresh"
             return doc
         except (OSError, ValueError) as exc:
-            doc.resume_note = f"nothing reused: {path} is not a readable results document ({exc}); starting afresh"
-            return doc
-        old_config = {k: v for k, v in (old.get("config") or {}).items() if k not in VOLATILE_CONFIG_KEYS}
-        descriptions = (old.get("config") or {}).get("generator_descriptions") or {}
-        new_config = {k: v for k, v in to_jsonable(config).items() if k not in VOLATILE_CONFIG_KEYS}
+            raise ConfigError(f"{path} is not a readable results document ({exc})") from None
+        if not isinstance(old, dict) or "cases" not in old:
+            raise ConfigError(f"{path} is JSON but not a samradbench results document")
         if old.get("schema_version") != SCHEMA_VERSION:
-            doc.resume_note = f"nothing reused: {path} has schema {old.get('schema_version')}, not {SCHEMA_VERSION}"
-            return doc
-        if old_config != new_config:
-            differ = sorted(k for k in old_config.keys() | new_config.keys() if old_config.get(k) != new_config.get(k))
-            doc.resume_note = f"nothing reused: the configuration differs from {path} in {', '.join(differ)}"
-            return doc
+            raise ConfigError(f"{path} has results schema {old.get('schema_version')}, this samradbench writes "
+                              f"{SCHEMA_VERSION}")
+        old_config = {k: v for k, v in (old.get("config") or {}).items() if k not in VOLATILE_CONFIG_KEYS}
+        new_config = {k: v for k, v in to_jsonable(config).items() if k not in VOLATILE_CONFIG_KEYS}
+        differ = config_differences(old_config, new_config)
+        if differ:
+            raise ConfigError(f"{path} was made with another configuration: {'; '.join(differ)}")
+        descriptions = (old.get("config") or {}).get("generator_descriptions") or {}
         doc.config["generator_descriptions"] = dict(descriptions)
         doc.cases = list(old.get("cases") or [])
         doc.absent = list(old.get("absent") or [])
         volumes = {(r["dataset"], r["generator"], r["volume"]) for r in doc.cases}
-        doc.resume_note = f"{len(volumes)} finished volume(s) × generator in {path} can be reused"
+        doc.resume_note = (f"{len(volumes)} finished volume(s) × generator in {path} can be reused "
+                           "(each only if its image and label files are unchanged)")
         return doc
+
+
+def config_differences(old: Any, new: Any, where: str = "") -> list[str]:
+    """``'sam.points_per_side: 4 → 8'`` for every leaf where two configurations differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(old.keys() | new.keys()):
+            out += config_differences(old.get(k), new.get(k), f"{where}.{k}" if where else str(k))
+        return out
+    return [] if old == new else [f"{where}: {json.dumps(old)} → {json.dumps(new)}"]

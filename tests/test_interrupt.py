@@ -38,7 +38,7 @@ def _read(path: Path):
         return None
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "SIGINT", "SIGTERM"])
 def test_kill_mid_run_keeps_finished_volumes_and_resume_completes(tmp_path, sig):
     data = write_default_data(tmp_path / "data")
     work = tmp_path / "work"
@@ -67,6 +67,8 @@ def test_kill_mid_run_keeps_finished_volumes_and_resume_completes(tmp_path, sig)
             proc.kill()
 
     doc = loads_strict(results.read_text())  # strict parse: a valid document survives the kill
+    # Ctrl-C and SIGTERM end the session in order; only SIGKILL cannot be caught
+    assert doc["status"] == ("running" if sig == signal.SIGKILL else "interrupted")
     finished = {r["volume"] for r in doc["cases"]}
     assert 1 <= len(finished) < 3, f"expected an interrupted run, got {finished}"
     for volume in finished:
@@ -75,7 +77,7 @@ def test_kill_mid_run_keeps_finished_volumes_and_resume_completes(tmp_path, sig)
 
     rerun = subprocess.run(cmd + ["--resume"], cwd=work, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout[-3000:]
-    assert rerun.stdout.count("reused from the interrupted run") == len(finished)
+    assert rerun.stdout.count("reused from the earlier run (--resume)") == len(finished)
     final = loads_strict(results.read_text())
     assert len({r["volume"] for r in final["cases"]}) == 3
     assert len(final["cases"]) == 3 * 4

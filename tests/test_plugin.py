@@ -42,10 +42,16 @@ def bench(pytester, default_data):
     return run
 
 
-def _table_rows(stdout: str) -> list[list[str]]:
+def _table_rows(stdout: str) -> list[dict[str, str]]:
+    """The printed summary table as {column header: cell} rows."""
     lines = stdout.split("samradbench summary", 1)[1].splitlines()
     rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines if line.startswith("|")]
-    return [r for r in rows[1:] if not set(r[0]) <= {"-", ":"}]  # drop header and rule
+    header = rows[0]
+    return [dict(zip(header, r)) for r in rows[1:] if not set(r[0]) <= {"-", ":"}]  # drop the rule
+
+
+def _fmt(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def test_k_selects_dataset_target_generator_heuristic(bench, pytester):
@@ -71,12 +77,17 @@ def test_json_summary_equals_printed_table_and_benchmark_json(bench, pytester):
     assert set(doc) >= {"schema_version", "environment", "config", "cases", "summary", "failures"}
     table = _table_rows(result.stdout.str())
     assert len(table) == len(doc["summary"])
-    by_key = {(r[0], r[1], r[2], r[3]): r for r in table}
+    by_key = {(r["dataset"], r["target"], r["generator"], r["heuristic"]): r for r in table}
     for s in doc["summary"]:
         row = by_key[(s["dataset"], s["target"], s["generator"], s["heuristic"])]
-        assert row[5] == str(s["n_volumes"]) and row[6] == str(s["n_null"])
-        assert row[7] == format(s["dice_mean"], ".3f")
-        assert row[8] == format(s["dice_median"], ".3f")
+        assert row["model"] == s["model_label"]
+        assert (row["n"], row["null"], row["absent"]) == (str(s["n_volumes"]), str(s["n_null"]), str(s["n_absent"]))
+        assert row["Dice mean"] == _fmt(s["dice_mean"], ".3f")
+        assert row["Dice median"] == _fmt(s["dice_median"], ".3f")
+        assert row["Dice IQR"] == f"{_fmt(s['dice_q1'], '.3f')}–{_fmt(s['dice_q3'], '.3f')}"
+        assert row["Dice_pos median"] == _fmt(s["dice_pos_median"], ".3f")
+        assert row["detected median"] == _fmt(s["fraction_detected_median"], ".3f")
+        assert row["s/slice"] == _fmt(s["seconds_per_slice"], ".3g")
     oracle_all = [s for s in doc["summary"] if s["generator"] == "oracle" and s["heuristic"] == "all"]
     assert oracle_all and all(s["dice_mean"] == 1.0 for s in oracle_all)
 
@@ -194,17 +205,67 @@ def test_a_broken_checkpoint_stops_the_run_once_before_anything_runs(bench, pyte
     (pytester.path / "sam_vit_h_4b8939.pth").write_text("<html><body>Sign in</body></html>")
     result = bench("--sam-checkpoint", "sam_vit_h_4b8939.pth")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    out = result.stdout.str()
-    assert out.count("SAM model could not be built") == 1 and "HTML" in out
-    assert " passed" not in out and "PASSED" not in out
+    err, out = result.stderr.str(), result.stdout.str()
+    assert err.count("ERROR: SAM model could not be built: checkpoint") == 1 and "HTML" in err
+    assert "Traceback" not in err + out and " passed" not in out and "PASSED" not in out
+    assert not (pytester.path / "r.json").exists()
 
 
-def test_resume_says_what_it_reused(bench):
-    assert "resume: nothing to resume" in bench("--generators", "oracle", "-k", "spleen", "--resume").stdout.str()
+def test_resume_says_what_it_reused(bench, pytester):
+    first = bench("--generators", "oracle", "-k", "spleen", "--resume").stdout.str()
+    assert "resume: nothing to resume" in first
+    assert first.index("resume: nothing to resume") < first.index("test_bench_copy.py")  # before any case
     again = bench("--generators", "oracle", "-k", "spleen", "--resume").stdout.str()
-    assert "resume: 2 finished volume(s)" in again and again.count("reused from the interrupted run") == 2
-    other = bench("--generators", "oracle", "-k", "spleen", "--resume", "--heuristics", "best").stdout.str()
-    assert "nothing reused: the configuration differs" in other and "heuristics" in other
+    assert "resume: 2 finished volume(s)" in again and again.count("reused from the earlier run (--resume)") == 2
+
+
+def test_resume_refuses_another_configuration_and_keeps_the_file(bench, pytester):
+    bench("--generators", "oracle", "-k", "spleen").assert_outcomes(passed=4)
+    kept = (pytester.path / "r.json").read_text()
+    other = bench("--generators", "oracle", "-k", "spleen", "--resume", "--heuristics", "best",
+                  "--seed-grid", "4")
+    assert other.ret == pytest.ExitCode.USAGE_ERROR
+    err = other.stderr.str()
+    assert "ERROR: --resume: r.json was made with another configuration: " in err
+    assert 'heuristics: ["all", "best", "iou>0.25", "iou>0.5"] → ["best"]' in err
+    assert "Traceback" not in err
+    assert (pytester.path / "r.json").read_text() == kept  # the earlier results are untouched
+    (pytester.path / "list.json").write_text("[1, 2]")
+    not_ours = bench("--generators", "oracle", "--resume", "--results-json", "list.json")
+    assert not_ours.ret == pytest.ExitCode.USAGE_ERROR
+    assert "list.json is JSON but not a samradbench results document" in not_ours.stderr.str()
+
+
+def test_resume_recomputes_a_volume_whose_files_changed(bench, pytester, default_data, tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    root = tmp_path / "data"
+    shutil.copytree(default_data / "Task09_Spleen", root / "Task09_Spleen")
+    bench("--generators", "oracle", "-k", "all", data_root=root).assert_outcomes(passed=1)
+    before = {r["volume"]: r for r in loads_strict((pytester.path / "r.json").read_text())["cases"]}
+    label_path = sorted((root / "Task09_Spleen" / "labelsTr").glob("*.nii.gz"))[0]
+    img = nib.load(label_path)
+    data = np.asarray(img.dataobj).copy()
+    spleen = np.flatnonzero(data)
+    data.flat[spleen[: spleen.size // 2]] = 0  # half of the spleen gone
+    nib.save(nib.Nifti1Image(data, img.affine), label_path)
+    again = bench("--generators", "oracle", "-k", "all", "--resume", data_root=root)
+    again.assert_outcomes(passed=1)
+    assert again.stdout.str().count("reused from the earlier run") == 1  # only the unchanged volume
+    after = {r["volume"]: r for r in loads_strict((pytester.path / "r.json").read_text())["cases"]}
+    changed = label_path.name.split(".")[0]
+    assert after[changed]["truth_voxels"] == int(np.count_nonzero(data)) < before[changed]["truth_voxels"]
+    assert after[changed]["volume_info"]["files_sha256"] != before[changed]["volume_info"]["files_sha256"]
+
+
+def test_a_new_run_keeps_the_previous_results_beside_it(bench, pytester):
+    bench("--generators", "oracle", "-k", "spleen and best").assert_outcomes(passed=1)
+    first = (pytester.path / "r.json").read_text()
+    out = bench("--generators", "oracle", "-k", "spleen and all").stdout.str()
+    assert "the earlier one is now r.previous.json" in out
+    assert (pytester.path / "r.previous.json").read_text() == first
+    assert {r["heuristic"] for r in loads_strict((pytester.path / "r.json").read_text())["cases"]} == {"all"}
 
 
 def test_blank_images_are_warned_about_and_ct_window_skips_mri(bench, pytester, default_data, tmp_path):
@@ -298,7 +359,10 @@ def test_absent_targets_are_counted_in_the_summary_and_the_benchmark_json(bench,
     by_target = {s["target"]: s for s in doc["summary"]}
     assert (by_target["tz"]["n_volumes"], by_target["tz"]["n_absent"]) == (1, 1)
     assert (by_target["pz"]["n_volumes"], by_target["pz"]["n_absent"]) == (2, 0)
-    assert doc["absent"] == [{"dataset": "prostate", "target": "tz", "generator": "oracle", "volume": "p1"}]
+    assert [{k: a[k] for k in ("dataset", "target", "generator", "volume")} for a in doc["absent"]] == [
+        {"dataset": "prostate", "target": "tz", "generator": "oracle", "volume": "p1"}]
+    table = {r["target"]: r for r in _table_rows(result.stdout.str())}
+    assert (table["tz"]["n"], table["tz"]["absent"]) == ("1", "1")  # on screen too
     bench_json = json.loads((pytester.path / "bench.json").read_text())
     extra = {b["param"]: b["extra_info"] for b in bench_json["benchmarks"]}
     assert extra["prostate/tz-oracle-all"]["n_absent"] == 1 and extra["prostate/pz-oracle-all"]["n_absent"] == 0
