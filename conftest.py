@@ -29,12 +29,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from samradbench.plugin import configured_data_root
-
-NO_REAL_DATA = (
-    "real volumes: pass --data-root (e.g. --data-root ../shared/data, the MSD-layout shared data) "
-    "or set SAMRADBENCH_DATA_ROOT"
-)
+from samradbench.plugin import NO_REAL_DATA, configured_data_root
 
 settings.register_profile("dev", deadline=None, max_examples=40, print_blob=True)
 settings.register_profile(

@@ -584,6 +584,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                                 "afresh (the earlier file is then kept as *.previous.json)") from None
 
 
+#: Skip reason of tests that need real volumes when no data root is configured.
+NO_REAL_DATA = (
+    "real volumes: pass --data-root (e.g. --data-root ../shared/data, the MSD-layout shared data) "
+    "or set SAMRADBENCH_DATA_ROOT"
+)
+
+
 def configured_data_root(config: pytest.Config) -> Path | None:
     """The data root the user configured (``--data-root``, else ``$SAMRADBENCH_DATA_ROOT``); None when
     neither is set and the benchmarks use the embedded default data."""
@@ -628,7 +635,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     doc.flush()
     tr = terminalreporter
     tr.section("samradbench summary")
-    tr.write_line(summary_table(doc.as_dict()["summary"]))
+    summary = doc.as_dict()["summary"]
+    tr.write_line(summary_table(summary) if summary else "no volume was scored in this session")
     if any(r.get("model", {}).get("weights") == "random-init" for r in doc.cases):
         tr.write_line("NOTE: random-init rows use untrained SAM weights; they check the pipeline, "
                       "not SAM's segmentation quality.")

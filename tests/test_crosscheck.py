@@ -18,9 +18,7 @@ from samradbench.generators import build_baseline  # noqa: E402
 from samradbench.preprocess import take_slice, to_rgb  # noqa: E402
 from samradbench.runner import RunOptions, prepare_volume, run_volume  # noqa: E402
 
-from samradbench.plugin import configured_data_root  # noqa: E402
-
-from conftest import NO_REAL_DATA  # noqa: E402
+from samradbench.plugin import NO_REAL_DATA, configured_data_root  # noqa: E402
 
 THRESHOLDS = {"all": 0.0, "best": None, "iou>0.25": 0.25, "iou>0.5": 0.5}
 
