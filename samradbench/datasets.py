@@ -27,6 +27,7 @@ prostate ``gland``) come from :data:`TARGET_UNIONS`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -579,11 +580,15 @@ def _axcodes(affine: np.ndarray) -> str:
     return "".join(c or "?" for c in nib.aff2axcodes(affine))
 
 
-def case_fingerprint(ref: CaseRef) -> dict[str, str] | None:
-    """SHA-256 of the case's image and label files (what a resumed run checks before reusing the
-    case's rows); None when either file cannot be read."""
+def case_fingerprint(dataset: Dataset, ref: CaseRef) -> dict[str, str] | None:
+    """What a case's rows were computed from: SHA-256 of its image and label files, and of the
+    dataset's reading of them (targets and their label values, the image channel). A resumed run
+    reuses rows only when this is unchanged; None when either file cannot be read."""
+    reading = json.dumps({"targets": [[t.name, list(t.labels)] for t in dataset.targets],
+                          "channel": dataset.channel, "modality": dataset.modality}, sort_keys=True)
     try:
-        return {"image": sha256_file(ref.image), "label": sha256_file(ref.label)}
+        return {"image": sha256_file(ref.image), "label": sha256_file(ref.label),
+                "dataset": hashlib.sha256(reading.encode()).hexdigest()}
     except OSError:
         return None
 

@@ -14,13 +14,18 @@ from typing import IO, Iterator
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` (after an fsync when
-    asked), on any error it is removed and ``path`` is left as it was. The file gets the permissions
-    a plain ``open`` would give it (0666 less the umask), not mkstemp's private 0600."""
+    asked), on any error it is removed and ``path`` is left as it was. A file it replaces keeps its
+    permissions; a new one gets those a plain ``open`` would give it (0666 less the umask), not
+    mkstemp's private 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        perms = path.stat().st_mode & 0o7777
+    except OSError:
+        perms = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:24]}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, perms)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh
             fh.flush()

@@ -8,7 +8,9 @@ document). Options live in the ``samradbench`` group of ``pytest --help``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,22 +116,31 @@ def _parse_window(value: str | None) -> tuple[float, float] | None:
         level, width = (float(x) for x in value.split(","))
     except ValueError:
         raise pytest.UsageError(f"--ct-window takes LEVEL,WIDTH (e.g. 40,400), got {value!r}") from None
+    if not (math.isfinite(level) and math.isfinite(width)):
+        raise pytest.UsageError(f"--ct-window takes finite numbers, got {value!r}")
     if width <= 0:
         raise pytest.UsageError(f"--ct-window width must be positive, got {width}")
     return level, width
 
 
 def _writable_file(path: Path, option: str, example: str = "samradbench.json") -> Path:
-    """``path`` if a file can be written there (its folder exists or can be made, and is writable);
-    a UsageError naming ``option`` otherwise — before any volume runs, not a traceback after it."""
+    """The regular file ``path`` names (through a symlink: its target), if one can be written there;
+    a UsageError naming ``option`` otherwise — before any volume runs, not a traceback after it.
+    Files are replaced by a rename, so a device (``/dev/null``) or other special file is refused."""
+    if path.is_symlink():
+        path = path.resolve()
     if path.is_dir():
         raise pytest.UsageError(f"{option} {path} is a folder; give a file name such as {path / example}")
+    if path.exists() and not path.is_file():
+        raise pytest.UsageError(f"{option} {path} is not a regular file (results are written by a rename)")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise pytest.UsageError(f"{option} {path}: {path.parent} is not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name[:24]}.", suffix=".probe"):
+            pass  # what the atomic writer will do: create a file beside it
     except OSError as exc:
-        raise pytest.UsageError(f"{option} {path}: cannot create its folder ({exc.strerror or exc})") from None
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise pytest.UsageError(f"{option} {path}: not writable")
+        raise pytest.UsageError(f"{option} {path}: cannot write there ({exc.strerror or exc})") from None
     return path
 
 
@@ -167,13 +178,22 @@ class Settings:
         ckpt, rand = opt("--sam-checkpoint"), opt("--sam-random-init")
         if ckpt and rand:
             raise pytest.UsageError("pass either --sam-checkpoint or --sam-random-init, not both")
+        if ckpt and Path(ckpt).is_dir():
+            raise pytest.UsageError(f"--sam-checkpoint {ckpt} is a folder; give the .pth file")
         if ckpt and not Path(ckpt).is_file():
             raise pytest.UsageError(f"--sam-checkpoint {ckpt}: no such file")
+        if rand and opt("--sam-model"):
+            raise pytest.UsageError("--sam-model checks a checkpoint's architecture; with --sam-random-init the "
+                                    "architecture is the one it names")
         for name in ("--max-volumes", "--points-per-side", "--seed-grid", "--points-per-batch", "--encoder-batch"):
             _positive(opt, name)
         for name in ("--pred-iou-thresh", "--stability-score-thresh"):
             _fraction(opt, name)
         results_json = _writable_file(Path(opt("--results-json") or DEFAULT_RESULTS).expanduser(), "--results-json")
+        bench_json = getattr(config.option, "benchmark_json", None)
+        if bench_json is not None and Path(bench_json).expanduser().resolve() == results_json.resolve():
+            raise pytest.UsageError(f"--results-json and --benchmark-json both name {results_json}; give them "
+                                    "different files")
         if opt("--plot"):
             from .figures import check_plot_path
 
@@ -182,6 +202,8 @@ class Settings:
             except SamradbenchError as exc:
                 raise pytest.UsageError(f"--plot {opt('--plot')}: {exc}") from None
         cache_dir = Path(opt("--cache-dir") or DEFAULT_CACHE_DIR).expanduser()
+        if not opt("--no-cache") and cache_dir.exists() and not cache_dir.is_dir():
+            raise pytest.UsageError(f"--cache-dir {cache_dir} is a file; give a folder (or --no-cache)")
         sam = None
         if ckpt or rand:
             sam = SamConfig(
@@ -200,7 +222,7 @@ class Settings:
                 encoder_batch=opt("--encoder-batch"),
             )
         return cls(
-            data_root=Path(root).expanduser() if root else None,
+            data_root=Path(root).expanduser().resolve() if root else None,
             generators=_parse_list(opt("--generators"), GENERATOR_NAMES, "generator"),
             heuristics=_parse_heuristics(opt("--heuristics")),
             max_volumes=opt("--max-volumes"),
@@ -267,8 +289,8 @@ def _finished_rows(doc: ResultsDocument, dataset: str, generator: str, volume: s
     found = [a for a in doc.absent if a["dataset"] == dataset and a["generator"] == generator and a["volume"] == volume]
     if not mine and not found:
         return None
-    if fingerprint is None or any(r.get("volume_info", {}).get("files_sha256") != fingerprint for r in mine) \
-            or any(a.get("files_sha256") != fingerprint for a in found):
+    if fingerprint is None or any(r.get("volume_info", {}).get("inputs_sha256") != fingerprint for r in mine) \
+            or any(a.get("inputs_sha256") != fingerprint for a in found):
         return None  # a file changed since (or cannot be read): compute it again
     absent = {a["target"] for a in found}
     have = {(r["target"], r["heuristic"]) for r in mine}
@@ -301,6 +323,7 @@ class BenchSession:
         self._computed: dict[tuple[str, str], _Computed] = {}
         self._wanted: dict[tuple[str, str], tuple[set, set]] = {}
         self.document: ResultsDocument | None = None
+        self._writing = False  # whether the document has been written to disk this session
         self.cache = None
         if self.settings.cache_dir is not None:
             from .cache import GenerationCache
@@ -373,14 +396,7 @@ class BenchSession:
             if self._sam:
                 model = next(iter(self._sam.values())).describe()["model"]
                 device, device_name = model.get("device"), model.get("device_name")
-            if s.resume:
-                make = ResultsDocument.resume
-            else:
-                make = ResultsDocument
-                if s.results_json.is_file():  # a new run replaces the file: keep the last one beside it
-                    previous = s.results_json.with_name(f"{s.results_json.stem}.previous{s.results_json.suffix}")
-                    os.replace(s.results_json, previous)
-                    self._progress(f"results: {s.results_json} starts afresh; the earlier one is now {previous}")
+            make = ResultsDocument.resume if s.resume else ResultsDocument
             self.document = doc = make(
                 s.results_json,
                 environment(device, device_name, cwd=Path(self.config.rootpath)),
@@ -397,8 +413,22 @@ class BenchSession:
             )
             if s.resume:
                 self._progress(f"resume: {doc.resume_note}")
-            doc.flush()
         return self.document
+
+    def start_writing(self) -> ResultsDocument:
+        """The results document, written to disk from now on. The first call (when the first volume is
+        about to be computed, so a session that scores nothing leaves the file alone) moves a file
+        that a fresh run replaces to ``*.previous.json``."""
+        doc = self.open_document()
+        if not self._writing:
+            path = self.settings.results_json
+            if not self.settings.resume and path.is_file():
+                previous = path.with_name(f"{path.stem}.previous{path.suffix}")
+                os.replace(path, previous)
+                self._progress(f"results: {path} starts afresh; the earlier one is now {previous}")
+            doc.flush()
+            self._writing = True
+        return doc
 
     def _progress(self, text: str) -> None:
         capman = self.config.pluginmanager.getplugin("capturemanager")
@@ -420,10 +450,13 @@ class BenchSession:
         targets_wanted, heuristics_wanted = self._wanted.get((dataset_name, generator_name), (set(), set()))
         targets = [t for t in dataset.targets if t.name in targets_wanted]
         heuristics = [h for h in HEURISTICS if h in heuristics_wanted]
-        doc = self.open_document()
+        doc = self.start_writing()
         description = to_jsonable(generator.describe())
         if doc.config["generator_descriptions"].get(generator_name) != description:
             # a different model or configuration under the same name: earlier rows are not ours
+            if any(r["generator"] == generator_name for r in doc.cases):
+                self._progress(f"{generator_name}: the earlier rows came from another model, device or "
+                               "configuration; computing them again")
             doc.cases = [r for r in doc.cases if r["generator"] != generator_name]
             doc.absent = [a for a in doc.absent if a["generator"] != generator_name]
         doc.config["generator_descriptions"][generator_name] = description
@@ -433,7 +466,7 @@ class BenchSession:
         refs = dataset.cases[: self.settings.max_volumes] if self.settings.max_volumes else dataset.cases
         for i, ref in enumerate(refs, 1):
             t0 = time.perf_counter()
-            fingerprint = case_fingerprint(ref)
+            fingerprint = case_fingerprint(dataset, ref)
             reused = _finished_rows(doc, dataset_name, generator_name, ref.case_id, targets, heuristics, fingerprint)
             if reused is not None:
                 rows, absent = reused
@@ -462,14 +495,14 @@ class BenchSession:
                 "slice_axis", "slice_axis_rule", "normalisation", "ct_window", "intensity_min", "intensity_max",
                 "nonfinite_voxels", "channel", "channel_name", "original_shape", "shape", "orientation",
                 "label_values", "label_scaling", "spacing", "warnings")}
-            volume_meta["files_sha256"] = fingerprint
+            volume_meta["inputs_sha256"] = fingerprint
             rows = [
                 {"dataset": dataset_name, "volume": ref.case_id, "generator": generator_name,
                  "model": model, "model_label": label, **row, "volume_info": volume_meta}
                 for row in result.rows
             ]
             doc.add_volume(rows, [{"dataset": dataset_name, "target": t, "generator": generator_name,
-                                   "volume": ref.case_id, "files_sha256": fingerprint} for t in result.absent_targets])
+                                   "volume": ref.case_id, "inputs_sha256": fingerprint} for t in result.absent_targets])
             out.rows.extend(rows)
             for t, secs in result.slice_seconds.items():
                 out.seconds[t].extend(secs)
@@ -531,6 +564,16 @@ def pytest_configure(config: pytest.Config) -> None:
     if bench.settings.data_root is not None:
         bench.datasets()
     _stop_on_sigterm(config)
+    if not config.pluginmanager.hasplugin("benchmark"):  # pytest-benchmark switched off (-p no:benchmark)
+        config.pluginmanager.register(_NoBenchmark(), "samradbench-no-benchmark")
+
+
+class _NoBenchmark:
+    """Stands in for pytest-benchmark's ``benchmark`` fixture when that plugin is switched off."""
+
+    @pytest.fixture
+    def benchmark(self):
+        return None
 
 
 _SIGTERM_KEY = pytest.StashKey[Any]()
@@ -603,6 +646,14 @@ def samrad(request: pytest.FixtureRequest) -> BenchSession:
     return _session(request.config)
 
 
+def claim_benchmark(benchmark) -> None:
+    """Tell pytest-benchmark the fixture is in use (its rounds are recorded by
+    :func:`record_generator_seconds`), so a case that skips or fails early raises no "fixture was not
+    used" warning."""
+    if benchmark is not None:
+        benchmark._mode = "samradbench: generator seconds per slice"
+
+
 def record_generator_seconds(benchmark, seconds: list[float]) -> None:
     """Put the generator's measured seconds per slice into pytest-benchmark's stats, one round per slice.
 
@@ -612,7 +663,7 @@ def record_generator_seconds(benchmark, seconds: list[float]) -> None:
     """
     if benchmark is None:
         return
-    benchmark._mode = "samradbench: generator seconds per slice"
+    claim_benchmark(benchmark)
     if getattr(benchmark, "disabled", False) or not seconds:
         return
     stats = benchmark._make_stats(1)
@@ -625,7 +676,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         return
     bench = config.stash[_SESSION_KEY]
     doc = bench.document
-    if doc is None:
+    if doc is None or not bench._writing:
+        if doc is not None:
+            terminalreporter.write_line(f"samradbench: no volume was scored; {bench.settings.results_json} "
+                                        "left as it was")
         return
     from .report import summary_table
 
@@ -636,7 +690,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     tr = terminalreporter
     tr.section("samradbench summary")
     summary = doc.as_dict()["summary"]
-    tr.write_line(summary_table(summary) if summary else "no volume was scored in this session")
+    tr.write_line(summary_table(summary) if summary else "no volume was scored")
     if any(r.get("model", {}).get("weights") == "random-init" for r in doc.cases):
         tr.write_line("NOTE: random-init rows use untrained SAM weights; they check the pipeline, "
                       "not SAM's segmentation quality.")

@@ -163,8 +163,18 @@ def summarise(cases: Iterable[dict], absent: Iterable[dict] = ()) -> list[dict]:
     return out
 
 
-# config entries filled in while a run works; they do not decide whether a run can be resumed
-VOLATILE_CONFIG_KEYS = ("generator_descriptions", "cache_stats")
+# config entries that do not decide whether a run can be resumed: filled in while a run works, or
+# checked volume by volume instead (which volumes, the resolved device through each generator's
+# description), or without effect on any number (the cache)
+VOLATILE_CONFIG_KEYS = ("generator_descriptions", "cache_stats", "cache_dir", "max_volumes")
+
+
+def _resume_relevant(config: dict) -> dict:
+    """The part of a run's configuration that an earlier run must share to be resumed."""
+    out = {k: v for k, v in to_jsonable(config).items() if k not in VOLATILE_CONFIG_KEYS}
+    if isinstance(out.get("sam"), dict):
+        out["sam"] = {k: v for k, v in out["sam"].items() if k != "device"}
+    return out
 
 
 def _row_key(row: dict) -> tuple:
@@ -229,14 +239,12 @@ class ResultsDocument:
             return doc
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{path} is not a readable results document ({exc})") from None
-        if not isinstance(old, dict) or "cases" not in old:
+        if not isinstance(old, dict) or "cases" not in old or not isinstance(old.get("config"), dict):
             raise ConfigError(f"{path} is JSON but not a samradbench results document")
         if old.get("schema_version") != SCHEMA_VERSION:
             raise ConfigError(f"{path} has results schema {old.get('schema_version')}, this samradbench writes "
                               f"{SCHEMA_VERSION}")
-        old_config = {k: v for k, v in (old.get("config") or {}).items() if k not in VOLATILE_CONFIG_KEYS}
-        new_config = {k: v for k, v in to_jsonable(config).items() if k not in VOLATILE_CONFIG_KEYS}
-        differ = config_differences(old_config, new_config)
+        differ = config_differences(_resume_relevant(old.get("config") or {}), _resume_relevant(config))
         if differ:
             raise ConfigError(f"{path} was made with another configuration: {'; '.join(differ)}")
         descriptions = (old.get("config") or {}).get("generator_descriptions") or {}

@@ -7,6 +7,7 @@ superpixels only, so no model weights are needed) and checks what a user sees: i
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -191,8 +192,17 @@ def test_plot_without_matplotlib_is_refused_before_the_run(bench, pytester, monk
     (("--encoder-batch", "0"), "--encoder-batch must be at least 1, got 0"),
     (("--pred-iou-thresh", "1.5"), "--pred-iou-thresh must lie in [0, 1], got 1.5"),
     (("--results-json", "."), "--results-json . is a folder; give a file name such as samradbench.json"),
-    (("--results-json", "/proc/nope/r.json"), "--results-json /proc/nope/r.json: cannot create its folder"),
-    (("--plot", "dice.txt"), "--plot dice.txt: cannot draw a plot as 'dice.txt': use one of the suffixes"),
+    (("--results-json", "/proc/nope/r.json"), "--results-json /proc/nope/r.json: cannot write there"),
+    (("--results-json", "/proc/r.json"), "--results-json /proc/r.json: cannot write there"),
+    pytest.param(("--plot", "dice.txt"), "--plot dice.txt: cannot draw a plot as 'dice.txt': use one of the suffixes",
+                 marks=pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")),
+    (("--ct-window", "nan,400"), "--ct-window takes finite numbers, got 'nan,400'"),
+    (("--ct-window", "40,inf"), "--ct-window takes finite numbers"),
+    (("--results-json", "/dev/null"), "--results-json /dev/null is not a regular file"),
+    (("--results-json", "r.json", "--benchmark-json", "r.json"), "--results-json and --benchmark-json both name"),
+    (("--sam-random-init", "vit_tiny", "--sam-model", "vit_h"), "--sam-model checks a checkpoint's architecture"),
+    (("--sam-checkpoint", "."), "--sam-checkpoint . is a folder"),
+    (("--cache-dir", "test_bench_copy.py"), "--cache-dir test_bench_copy.py is a file"),
 ])
 def test_bad_options_are_one_error_line_without_traceback(bench, args, message):
     result = bench(*args)
@@ -256,7 +266,7 @@ def test_resume_recomputes_a_volume_whose_files_changed(bench, pytester, default
     after = {r["volume"]: r for r in loads_strict((pytester.path / "r.json").read_text())["cases"]}
     changed = label_path.name.split(".")[0]
     assert after[changed]["truth_voxels"] == int(np.count_nonzero(data)) < before[changed]["truth_voxels"]
-    assert after[changed]["volume_info"]["files_sha256"] != before[changed]["volume_info"]["files_sha256"]
+    assert after[changed]["volume_info"]["inputs_sha256"] != before[changed]["volume_info"]["inputs_sha256"]
 
 
 def test_a_new_run_keeps_the_previous_results_beside_it(bench, pytester):
@@ -366,3 +376,56 @@ def test_absent_targets_are_counted_in_the_summary_and_the_benchmark_json(bench,
     bench_json = json.loads((pytester.path / "bench.json").read_text())
     extra = {b["param"]: b["extra_info"] for b in bench_json["benchmarks"]}
     assert extra["prostate/tz-oracle-all"]["n_absent"] == 1 and extra["prostate/pz-oracle-all"]["n_absent"] == 0
+
+
+def test_a_symlinked_results_file_is_written_through(bench, pytester):
+    (pytester.path / "store").mkdir()
+    (pytester.path / "link.json").symlink_to(pytester.path / "store" / "real.json")
+    bench("--generators", "oracle", "-k", "spleen and all", "--results-json", "link.json").assert_outcomes(passed=1)
+    assert (pytester.path / "link.json").is_symlink()
+    assert loads_strict((pytester.path / "store" / "real.json").read_text())["status"] == "complete"
+
+
+def test_benchmark_only_runs_the_cases(bench, pytester):
+    result = bench("--generators", "oracle", "-k", "spleen", "--benchmark-only")
+    result.assert_outcomes(passed=4)
+    assert len(loads_strict((pytester.path / "r.json").read_text())["cases"]) == 4 * 2
+
+
+def test_a_session_that_scores_nothing_leaves_the_results_file_alone(bench, pytester):
+    bench("--generators", "oracle", "-k", "spleen and all").assert_outcomes(passed=1)
+    before = (pytester.path / "r.json").read_text()
+    result = bench("--generators", "sam-auto", "-k", "spleen")  # every case skips: no SAM model
+    result.assert_outcomes(skipped=4)
+    assert "no volume was scored; r.json left as it was" in result.stdout.str()
+    assert (pytester.path / "r.json").read_text() == before and not (pytester.path / "r.previous.json").exists()
+
+
+def test_resume_recomputes_when_dataset_json_reads_the_labels_differently(bench, pytester, default_data, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(default_data / "Task05_Prostate", root / "Task05_Prostate")
+    bench("--generators", "oracle", "-k", "pz and all", "--max-volumes", "1", data_root=root).assert_outcomes(passed=1)
+    before = loads_strict((pytester.path / "r.json").read_text())["cases"][0]
+    spec_path = root / "Task05_Prostate" / "dataset.json"
+    spec = json.loads(spec_path.read_text())
+    spec["labels"] = {"0": "background", "1": "TZ", "2": "PZ"}  # the labels swapped
+    spec_path.write_text(json.dumps(spec))
+    # a longer run (another --max-volumes) of the same configuration may resume; the changed reading
+    # of the labels is recomputed, not reused
+    again = bench("--generators", "oracle", "-k", "pz and all", "--resume", "--max-volumes", "2", data_root=root)
+    again.assert_outcomes(passed=1)
+    assert "reused from the earlier run" not in again.stdout.str()
+    after = loads_strict((pytester.path / "r.json").read_text())["cases"]
+    assert len(after) == 2
+    first = next(r for r in after if r["volume"] == before["volume"])
+    assert (before["target_labels"], first["target_labels"]) == ([1], [2])
+    assert first["truth_voxels"] != before["truth_voxels"]
+
+
+def test_resume_does_not_mind_how_the_data_root_is_spelled_or_where_the_cache_is(bench, pytester, default_data):
+    bench("--generators", "oracle", "-k", "spleen and all").assert_outcomes(passed=1)
+    spelled = default_data.parent / ".." / default_data.parent.name / default_data.name
+    again = bench("--generators", "oracle", "-k", "spleen and all", "--resume", "--cache-dir", "elsewhere",
+                  data_root=spelled)
+    again.assert_outcomes(passed=1)
+    assert again.stdout.str().count("reused from the earlier run") == 2

@@ -66,6 +66,14 @@ def test_write_atomic_gives_the_permissions_of_a_plain_open(tmp_path, umask, mod
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == mode == (tmp_path / "plain.json").stat().st_mode & 0o777
 
 
+def test_write_atomic_keeps_the_permissions_of_the_file_it_replaces(tmp_path):
+    path = tmp_path / "r.json"
+    write_atomic(path, "{}\n")
+    os.chmod(path, 0o600)  # the user made it private
+    write_atomic(path, '{"a": 1}\n')
+    assert path.stat().st_mode & 0o777 == 0o600 and json.loads(path.read_text()) == {"a": 1}
+
+
 def _row(volume, dice, dice_pos=None, f=None, seconds=1.0, generated=4, heuristic="all"):
     return {"dataset": "d", "target": "t", "generator": "g", "heuristic": heuristic, "model_label": "m",
             "volume": volume, "dice": dice, "dice_pos": dice_pos, "fraction_detected": f,

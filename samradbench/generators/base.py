@@ -57,5 +57,14 @@ def empty_proposals(shape: tuple[int, int], **info: Any) -> Proposals:
 
 
 def cpu_name() -> str:
-    """The CPU's name as the platform reports it (``platform.processor`` is often empty on Linux)."""
+    """The CPU's model name: Linux's ``/proc/cpuinfo`` (where ``platform.processor`` is often empty),
+    else what the platform reports."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
     return platform.processor() or platform.machine() or "cpu"
