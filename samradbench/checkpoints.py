@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError
-from .fileio import sha256_file  # noqa: F401  (re-exported: a checkpoint's identity)
 
 if TYPE_CHECKING:  # torch is imported lazily: reading this module must stay cheap
     import torch

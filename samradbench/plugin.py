@@ -324,6 +324,7 @@ class BenchSession:
         self._wanted: dict[tuple[str, str], tuple[set, set]] = {}
         self.document: ResultsDocument | None = None
         self._writing = False  # whether the document has been written to disk this session
+        self._fingerprints: dict[tuple[str, str], dict | None] = {}  # (dataset, volume) → case_fingerprint
         self.cache = None
         if self.settings.cache_dir is not None:
             from .cache import GenerationCache
@@ -466,7 +467,10 @@ class BenchSession:
         refs = dataset.cases[: self.settings.max_volumes] if self.settings.max_volumes else dataset.cases
         for i, ref in enumerate(refs, 1):
             t0 = time.perf_counter()
-            fingerprint = case_fingerprint(dataset, ref)
+            key = (dataset_name, ref.case_id)
+            if key not in self._fingerprints:  # hashed once per session, not once per generator
+                self._fingerprints[key] = case_fingerprint(dataset, ref)
+            fingerprint = self._fingerprints[key]
             reused = _finished_rows(doc, dataset_name, generator_name, ref.case_id, targets, heuristics, fingerprint)
             if reused is not None:
                 rows, absent = reused

@@ -17,9 +17,9 @@ from samradbench.checkpoints import (
     infer_architecture,
     load_state_dict,
     load_weights_strict,
-    sha256_file,
 )
 from samradbench.errors import CheckpointError
+from samradbench.fileio import sha256_file
 from samradbench.generators.sam import build_tiny_sam
 
 PATCH_KEY = "image_encoder.patch_embed.proj.weight"

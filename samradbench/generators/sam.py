@@ -36,6 +36,7 @@ import numpy as np
 
 from ..config import RANDOM_INIT_ARCHITECTURES, SAM_ARCHITECTURES, SamConfig, as_jsonable
 from ..errors import ConfigError, MissingDependencyError
+from ..fileio import sha256_file
 from ..seeds import seed_pixels, to_sam_points
 from .base import Generator, Proposals, cpu_name, empty_proposals
 
@@ -240,7 +241,7 @@ def load_sam(cfg: SamConfig, *, allow_unsafe_pickle: bool = False) -> LoadedSam:
         del state
         identity = {
             "checkpoint": cfg.checkpoint.name,
-            "sha256": checkpoints.sha256_file(cfg.checkpoint),
+            "sha256": sha256_file(cfg.checkpoint),
             "weights": "checkpoint",
             "seed": None,
         }
